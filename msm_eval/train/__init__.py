@@ -1,0 +1,1 @@
+"""Model Spec Midtraining: spec decomposition, synthetic documents, demonstrations, and a compact trainer."""

@@ -1,0 +1,89 @@
+"""Tests of the shared foundation: error messages, crash-safe file IO, near-duplicate detection, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from msm_eval import paths
+from msm_eval.cli import main
+from msm_eval.dedup import NearDuplicateIndex, jaccard, near_duplicate_indices, shingles
+from msm_eval.errors import MsmEvalError
+from msm_eval.fileio import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+
+
+def test_error_message_names_location_and_fix() -> None:
+    err = MsmEvalError("duplicate id 'x'", path="specs/a.yaml", line=12, field="principles[3].id",
+                       hint="rename one of them")
+    text = str(err)
+    assert text.startswith("specs/a.yaml:12: field 'principles[3].id': duplicate id 'x'")
+    assert text.endswith("(fix: rename one of them)")
+
+
+def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "out.json"
+    atomic_write_json(target, {"a": 1})
+    atomic_write_text(target, "second\n")
+    assert target.read_text() == "second\n"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["out.json"]
+
+
+def test_atomic_write_failure_keeps_old_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "keep.txt"
+    target.write_text("old")
+
+    def broken_replace(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        atomic_write_text(target, "new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_jsonl_roundtrip_and_truncated_tail(tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl"
+    assert append_jsonl(path, [{"k": 1}, {"k": 2}]) == 2
+    with open(path, "a") as handle:
+        handle.write('{"k": 3, "tor')  # an interrupted append
+    assert [r["k"] for r in read_jsonl(path)] == [1, 2]
+
+
+def test_jsonl_malformed_middle_line_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"a": 1}\nnot json\n{"a": 2}\n')
+    with pytest.raises(MsmEvalError, match=r"bad\.jsonl:2: malformed JSON"):
+        list(read_jsonl(path))
+    path.write_text('[1, 2]\n')
+    with pytest.raises(MsmEvalError, match=r"bad\.jsonl:1: each line must be a JSON object"):
+        list(read_jsonl(path))
+
+
+def test_near_duplicates_detected_and_distinct_texts_kept() -> None:
+    base = "the assistant explains why human oversight matters during early deployment of capable systems"
+    variant = base.replace("explains", "describes")
+    other = "a forum thread about bread baking temperatures and how long dough should rest overnight"
+    assert jaccard(shingles(base), shingles(base)) == 1.0
+    assert near_duplicate_indices([base, other, base + " today", other], threshold=0.6) == [2, 3]
+    index = NearDuplicateIndex(threshold=0.3)
+    assert index.add(base)
+    assert not index.add(variant)  # shares most 5-grams
+    assert index.add(other)
+    assert len(index) == 2
+
+
+def test_cache_dir_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MSM_EVAL_CACHE", str(tmp_path / "c"))
+    assert paths.cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("MSM_EVAL_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert paths.cache_dir() == tmp_path / "xdg" / "msm-eval"
+
+
+def test_cli_without_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "usage: msm-eval" in capsys.readouterr().out
