@@ -1,0 +1,137 @@
+"""Shared plumbing for the model-facing roles: prompt templates, transcript rendering, JSON replies.
+
+The investigator, the judge and the harmful-action classifier all show a model the target's
+conversation and read structured answers back. This module keeps that in one place:
+
+- `render_prompt(name, **context)` renders a Jinja2 template from `msm_eval/prompts/` (data, not
+  code; unknown variables are errors);
+- `prompts_version()` is a short hash of every template the evaluation pipeline uses, recorded
+  in each run's metadata so a changed prompt never passes silently as the same instrument;
+- `render_transcript(messages)` writes a conversation as `<message id=... role=...>` elements.
+  A spec placed in the target's system prompt is left out, so judges are blind to the variant.
+  The ids are inspect's own message ids (shown in `inspect view`), so a judge's citations point
+  at real messages. Text that imitates the delimiters is neutralised, so a target cannot close
+  the transcript block and speak to the judge outside it;
+- `extract_json_object(text)` finds the JSON object in a model's reply (bare, fenced or
+  surrounded by prose).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
+PIPELINE_PROMPTS = (
+    "judge_system.j2", "judge_transcript.j2", "judge_retry.j2", "judge_logprob.j2",
+    "investigator_system.j2", "investigator_scenario.j2", "investigator_tool.j2",
+    "investigator_turn.j2", "investigator_retry.j2", "classifier.j2", "classifier_logprob.j2",
+    "classifier_families.yaml", "target_spec_context.j2",
+)
+"""Templates whose content defines the evaluation instrument (hashed into `prompts_version`)."""
+PROMPTS_SERIES = "eval-1"
+"""Human-readable prompt series; the hash after it changes with any template edit."""
+
+_DELIMITER = re.compile(r"<(/?)\s*(transcript|message|tool_call|tool_result|brief|model_spec|spec)\b",
+                        re.IGNORECASE)
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(PROMPTS_DIR)),
+                              undefined=jinja2.StrictUndefined, autoescape=False,
+                              keep_trailing_newline=False, trim_blocks=False)
+
+
+def render_prompt(name: str, **context: Any) -> str:
+    """Render the template `msm_eval/prompts/<name>` with `context` (strict: unknown names fail)."""
+    return _environment().get_template(name).render(**context).strip()
+
+
+@lru_cache(maxsize=1)
+def prompts_version() -> str:
+    """`eval-1+<12 hex>`: the series name plus a sha256 prefix over every pipeline template."""
+    digest = hashlib.sha256()
+    for name in PIPELINE_PROMPTS:
+        digest.update(name.encode())
+        digest.update((PROMPTS_DIR / name).read_bytes())
+    return f"{PROMPTS_SERIES}+{digest.hexdigest()[:12]}"
+
+
+def neutralise(text: str) -> str:
+    """Escape text that imitates the transcript's own tags (`<transcript>`, `</message>`, ...)."""
+    return _DELIMITER.sub(lambda m: f"&lt;{m.group(1)}{m.group(2)}", text)
+
+
+def _tool_calls_text(message: Any) -> str:
+    calls = getattr(message, "tool_calls", None) or []
+    parts = []
+    for call in calls:
+        arguments = json.dumps(call.arguments, ensure_ascii=False, sort_keys=True)
+        parts.append(f'<tool_call id="{call.id}" function="{call.function}">{neutralise(arguments)}</tool_call>')
+    return "\n".join(parts)
+
+
+def render_transcript(messages: Sequence[Any], *, include_system: bool = True,
+                      max_chars_per_message: int | None = None) -> str:
+    """The conversation as `<message id="..." role="...">text</message>` elements, one per message.
+
+    Assistant tool calls follow the message text as `<tool_call>` elements; tool results carry the
+    id of the call they answer. `max_chars_per_message` keeps the head and tail of very long
+    messages (for small-context judges) and says how much was cut.
+    """
+    blocks: list[str] = []
+    for message in messages:
+        role = message.role
+        if role == "system" and not include_system:
+            continue
+        text = neutralise(message.text or "")
+        meta = message.metadata or {}
+        if role == "system" and meta.get("msm_spec_in_context"):
+            # judges stay blind to which spec variant the target was shown
+            text = "[the model spec given to the target is omitted here]\n" + neutralise(
+                str(meta.get("msm_system_without_spec") or ""))
+        if max_chars_per_message is not None and len(text) > max_chars_per_message:
+            half = max_chars_per_message // 2
+            cut = len(text) - 2 * half
+            text = f"{text[:half]}\n[... {cut} characters omitted ...]\n{text[-half:]}"
+        attributes = f'id="{message.id}" role="{role}"'
+        if role == "tool":
+            attributes += f' function="{getattr(message, "function", "") or ""}"'
+            call_id = getattr(message, "tool_call_id", None)
+            if call_id:
+                attributes += f' answers="{call_id}"'
+            error = getattr(message, "error", None)
+            if error is not None:
+                text = (text + f"\n[tool error: {neutralise(error.message)}]").strip()
+        calls = _tool_calls_text(message) if role == "assistant" else ""
+        body = "\n".join(part for part in (text, calls) if part)
+        blocks.append(f"<message {attributes}>\n{body}\n</message>")
+    return "\n".join(blocks)
+
+
+def extract_json_object(text: str) -> dict[str, Any] | None:
+    """The first JSON object in `text` (bare, in a ``` fence, or inside prose), or None."""
+    if not text:
+        return None
+    candidates: list[str] = []
+    for fenced in re.finditer(r"```(?:json)?\s*(.*?)```", text, re.DOTALL):
+        candidates.append(fenced.group(1))
+    candidates.append(text)
+    decoder = json.JSONDecoder()
+    for candidate in candidates:
+        for start in [m.start() for m in re.finditer(r"\{", candidate)]:
+            try:
+                value, _ = decoder.raw_decode(candidate[start:])
+            except json.JSONDecodeError:
+                continue
+            if isinstance(value, dict):
+                return value
+    return None
