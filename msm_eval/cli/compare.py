@@ -1,0 +1,48 @@
+"""`msm-eval compare`: paired per-dimension differences between two runs with CIs and p-values."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from msm_eval.cli.report import add_stats_options
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `compare` command."""
+    parser = subparsers.add_parser("compare", help="paired comparison of two runs (candidate - baseline)",
+                                   description=__doc__.splitlines()[0])
+    parser.add_argument("baseline", help="baseline: log file, log folder or exported CSV")
+    parser.add_argument("candidate", nargs="?", default=None,
+                        help="candidate source (omit when selecting runs with --baseline-run/--candidate-run)")
+    parser.add_argument("--baseline-run", default=None, help="baseline label (a value of --by) inside the sources")
+    parser.add_argument("--candidate-run", default=None, help="candidate label (a value of --by) inside the sources")
+    parser.add_argument("--by", default="run", help="column holding the run labels (default run)")
+    parser.add_argument("--correction", choices=["holm", "bh", "by", "none"], default="holm",
+                        help="multiplicity correction across dimensions (default holm)")
+    parser.add_argument("--out", default=None, help="output folder for md/tex/csv/json/html/png")
+    parser.add_argument("--json", action="store_true", help="print the comparison as JSON on stdout")
+    add_stats_options(parser)
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import sys
+    import tempfile
+
+    from msm_eval.report import build_comparison
+
+    correction = None if args.correction == "none" else args.correction
+    with tempfile.TemporaryDirectory(prefix="msm-compare-") as scratch:
+        written = build_comparison(args.baseline, args.candidate, args.out or scratch,
+                                   baseline_run=args.baseline_run, candidate_run=args.candidate_run, by=args.by,
+                                   level=args.level, n_resamples=args.resamples, seed=args.seed,
+                                   correction=correction)
+        if args.json:
+            print(json.dumps(json.loads(written["json"].read_text(encoding="utf-8")), indent=2))
+        else:
+            print(written["markdown"].read_text(encoding="utf-8"))
+        if args.out:
+            for kind, path in written.items():
+                print(f"{kind:>9}: {path}", file=sys.stderr if args.json else sys.stdout)
+    return 0

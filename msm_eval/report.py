@@ -1,0 +1,445 @@
+"""Report writers: per-dimension summary tables and paired comparisons as Markdown, LaTeX
+(booktabs), CSV, JSON and a self-contained HTML page, plus forest plots (PNG).
+
+`build_report(paths, by, out_dir)` and `build_comparison(baseline, candidate, out_dir)` return the
+files they wrote; the `msm-eval report` / `msm-eval compare` commands are thin wrappers.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import io
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from msm_eval.errors import MsmEvalError
+from msm_eval.fileio import atomic_write_json, atomic_write_text
+from msm_eval.results import counts, load, run_metadata, stack_sides, to_json_records, write_frame
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+RATE_DIMENSIONS = ("harmful", "verdict", "hard_check")
+Source = str | Path | Iterable[str | Path] | pd.DataFrame
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+# --------------------------------------------------------------------------- formatting helpers
+
+def latex_escape(text: Any) -> str:
+    """Escape LaTeX special characters in a label."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def _num(value: float, digits: int = 2, signed: bool = False) -> str:
+    if value is None or not np.isfinite(value):
+        return "–"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _p(value: float) -> str:
+    if value is None or not np.isfinite(value):
+        return "–"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _cell(row: Any, signed: bool = False) -> str:
+    return f"{_num(row['mean'], signed=signed)} [{_num(row['ci_low'], signed=signed)}, {_num(row['ci_high'], signed=signed)}]"
+
+
+def _group_label(keys: Sequence[str], values: Any) -> str:
+    values = values if isinstance(values, tuple) else (values,)
+    return " / ".join(str(v) for v in values)
+
+
+def _wide(summary: pd.DataFrame, by: Sequence[str]) -> tuple[list[str], list[str], dict[tuple[str, str], Any]]:
+    """Dimensions, group labels and a (dimension, group) -> summary row lookup."""
+    cells: dict[tuple[str, str], Any] = {}
+    groups: list[str] = []
+    for _, row in summary.iterrows():
+        label = _group_label(by, tuple(row[k] for k in by))
+        if label not in groups:
+            groups.append(label)
+        cells[(row["dimension"], label)] = row
+    dims = sorted(summary["dimension"].unique().tolist())
+    return dims, groups, cells
+
+
+def summary_markdown(summary: pd.DataFrame, by: Sequence[str], level: float) -> str:
+    """Markdown table: one row per dimension, one column per group; cells mean [CI] (n / clusters)."""
+    dims, groups, cells = _wide(summary, by)
+    lines = ["| dimension | " + " | ".join(_md(g) for g in groups) + " |",
+             "|---|" + "---|" * len(groups)]
+    for dim in dims:
+        row = [_md(dim)]
+        for group in groups:
+            item = cells.get((dim, group))
+            row.append("–" if item is None else f"{_cell(item)} ({int(item['n'])} / {int(item['clusters'])})")
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    lines.append(f"Mean score per dimension (−3..+3) with {level:.0%} cluster-bootstrap interval "
+                 "(BCa); (n scored samples / clusters).")
+    return "\n".join(lines) + "\n"
+
+
+def _md(text: Any) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def summary_latex(summary: pd.DataFrame, by: Sequence[str], level: float, caption: str = "") -> str:
+    """Paste-ready booktabs table (needs \\usepackage{booktabs}); cells mean [CI], n / clusters."""
+    dims, groups, cells = _wide(summary, by)
+    lines = [r"\begin{table}[t]", r"\centering", r"\small",
+             r"\begin{tabular}{l" + "c" * len(groups) + "}", r"\toprule",
+             "Dimension & " + " & ".join(latex_escape(g) for g in groups) + r" \\", r"\midrule"]
+    for dim in dims:
+        row = [latex_escape(dim)]
+        for group in groups:
+            item = cells.get((dim, group))
+            if item is None:
+                row.append("--")
+            else:
+                row.append(f"${_num(item['mean'])}$ {{\\scriptsize $[{_num(item['ci_low'])}, {_num(item['ci_high'])}]$}}")
+        lines.append(" & ".join(row) + r" \\")
+    lines.append(r"\midrule")
+    n_row = ["$n$ / clusters"]
+    for group in groups:
+        items = [cells[(d, group)] for d in dims if (d, group) in cells]
+        n = max((int(i["n"]) for i in items), default=0)
+        c = max((int(i["clusters"]) for i in items), default=0)
+        n_row.append(f"{n} / {c}")
+    lines += [" & ".join(n_row) + r" \\", r"\bottomrule", r"\end{tabular}",
+              r"\caption{" + latex_escape(caption or f"Mean adherence per dimension (-3..+3) with {level:.0%} "
+                                                    "cluster-bootstrap BCa intervals.") + "}",
+              r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def comparison_markdown(table: pd.DataFrame, baseline: str, candidate: str, level: float, correction: str | None) -> str:
+    """Markdown table of paired differences."""
+    lines = [f"Paired difference {_md(candidate)} − {_md(baseline)} ({level:.0%} cluster-bootstrap interval; "
+             f"sign-flip permutation p; adjusted: {correction or 'none'})", "",
+             "| dimension | baseline | candidate | Δ [CI] | p | p adj | pairs / clusters | corr | MDE |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for _, row in table.iterrows():
+        lines.append(f"| {_md(row['dimension'])} | {_num(row['baseline_mean'])} | {_num(row['candidate_mean'])} | "
+                     f"{_num(row['delta'], signed=True)} [{_num(row['ci_low'], signed=True)}, {_num(row['ci_high'], signed=True)}] | "
+                     f"{_p(row['p_value'])} | {_p(row['p_adj'])} | {int(row['n_pairs'])} / {int(row['clusters'])} | "
+                     f"{_num(row['corr'])} | {_num(row['mde'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def comparison_latex(table: pd.DataFrame, baseline: str, candidate: str, level: float, correction: str | None) -> str:
+    """Booktabs table of paired differences."""
+    lines = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{lrrcrrrr}", r"\toprule",
+             r"Dimension & Baseline & Candidate & $\Delta$ [CI] & $p$ & $p_{\mathrm{adj}}$ & Pairs / clusters & $r$ \\",
+             r"\midrule"]
+    for _, row in table.iterrows():
+        lines.append(f"{latex_escape(row['dimension'])} & ${_num(row['baseline_mean'])}$ & ${_num(row['candidate_mean'])}$ & "
+                     f"${_num(row['delta'], signed=True)}$ {{\\scriptsize $[{_num(row['ci_low'], signed=True)}, "
+                     f"{_num(row['ci_high'], signed=True)}]$}} & {latex_escape(_p(row['p_value']))} & "
+                     f"{latex_escape(_p(row['p_adj']))} & {int(row['n_pairs'])} / {int(row['clusters'])} & "
+                     f"${_num(row['corr'])}$ \\\\")
+    caption = (f"Paired difference {candidate} minus {baseline} per dimension with {level:.0%} cluster-bootstrap "
+               f"intervals; cluster sign-flip permutation p-values, adjusted by {correction or 'none'}.")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\caption{" + latex_escape(caption) + "}", r"\end{table}"]
+    return "\n".join(lines).replace("–", "--") + "\n"
+
+
+def rates_markdown(table: pd.DataFrame, level: float) -> str:
+    """Markdown table of binary rates with Wilson and cluster-bootstrap intervals."""
+    if table.empty:
+        return ""
+    keys = [c for c in table.columns if c not in RATE_COLUMNS]
+    lines = ["| " + " | ".join(_md(k) for k in keys) + " | rate | Wilson | cluster bootstrap | n / clusters |",
+             "|" + "---|" * (len(keys) + 4)]
+    for _, row in table.iterrows():
+        lines.append("| " + " | ".join(_md(row[k]) for k in keys) +
+                     f" | {_num(row['rate'], 3)} | [{_num(row['wilson_low'], 3)}, {_num(row['wilson_high'], 3)}] | "
+                     f"[{_num(row['ci_low'], 3)}, {_num(row['ci_high'], 3)}] | {int(row['n'])} / {int(row['clusters'])} |")
+    lines += ["", f"{level:.0%} intervals. Wilson ignores clustering; the cluster bootstrap resamples scenario seeds."]
+    return "\n".join(lines) + "\n"
+
+
+RATE_COLUMNS = ("successes", "n", "clusters", "rate", "wilson_low", "wilson_high", "ci_low", "ci_high", "method",
+                "scored", "missing", "unscored", "refused", "error", "total")
+
+
+# --------------------------------------------------------------------------- plots
+
+def forest_plot(table: pd.DataFrame, group_column: str | None, path: str | Path, title: str,
+                estimate: str = "mean", zero_line: bool = False) -> Path:
+    """Forest plot PNG: one row per dimension, one marker + interval per group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dims = sorted(table["dimension"].unique().tolist())
+    groups = sorted(table[group_column].astype(str).unique().tolist()) if group_column else [""]
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(dims) * max(1, len(groups)) ** 0.5 + 1.6), dpi=110)
+    step = 0.8 / max(1, len(groups))
+    for g, group in enumerate(groups):
+        part = table if not group_column else table[table[group_column].astype(str) == group]
+        lookup = {row["dimension"]: row for _, row in part.iterrows()}
+        ys, xs, lows, highs = [], [], [], []
+        for i, dim in enumerate(dims):
+            row = lookup.get(dim)
+            if row is None or not np.isfinite(row[estimate]):
+                continue
+            ys.append(len(dims) - 1 - i + 0.4 - step * (g + 0.5))
+            xs.append(row[estimate])
+            low = row["ci_low"] if np.isfinite(row["ci_low"]) else row[estimate]
+            high = row["ci_high"] if np.isfinite(row["ci_high"]) else row[estimate]
+            lows.append(row[estimate] - low)
+            highs.append(high - row[estimate])
+        ax.errorbar(xs, ys, xerr=[lows, highs], fmt="o", capsize=3, markersize=4, label=group or None)
+    ax.set_yticks(range(len(dims)))
+    ax.set_yticklabels(list(reversed(dims)))
+    if zero_line:
+        ax.axvline(0.0, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_xlabel("score (−3..+3)" if estimate == "mean" else "difference")
+    ax.set_title(title, fontsize=10)
+    if group_column and len(groups) > 1:
+        ax.legend(fontsize=7, loc="best")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    _atomic_write_bytes(target, buffer.getvalue())
+    return target
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _render_html(context: dict[str, Any]) -> str:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
+    return env.get_template("report.html.j2").render(**context)
+
+
+def _png_data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _html_rows(frame: pd.DataFrame, columns: Sequence[str]) -> list[list[str]]:
+    rows = []
+    for _, row in frame.iterrows():
+        cells = []
+        for column in columns:
+            value = row[column]
+            if isinstance(value, float):
+                cells.append("–" if not math.isfinite(value) else f"{value:.3f}")
+            else:
+                cells.append(str(value))
+        rows.append(cells)
+    return rows
+
+
+# --------------------------------------------------------------------------- reports
+
+def _frame(source: Source) -> pd.DataFrame:
+    return source.copy() if isinstance(source, pd.DataFrame) else load(source)
+
+
+def build_report(paths: Source, by: str = "run", out_dir: str | Path = "results/report", *, level: float = 0.95,
+                 n_resamples: int = 10_000, seed: int = 0, title: str = "msm-eval report") -> dict[str, Path]:
+    """Summarise runs per `by` group and write summary.{md,tex,csv}, counts.csv, forest.png,
+    rates.{md,csv} (when harmful-action scores exist) and report.html into `out_dir`."""
+    from msm_eval.stats import rates, summarize
+
+    frame = _frame(paths)
+    if by not in frame.columns:
+        raise MsmEvalError(f"cannot group by '{by}': no such column", field="by",
+                           hint="use run, model, spec, spec_variant, judge, task or a cond_<name> column")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    score_frame = frame[~frame["dimension"].isin(RATE_DIMENSIONS)]
+    summary = summarize(score_frame, by=by, level=level, n_resamples=n_resamples, seed=seed) if not score_frame.empty \
+        else pd.DataFrame(columns=[by, "dimension", "n", "clusters", "mean", "se", "ci_low", "ci_high", "method"])
+    written: dict[str, Path] = {}
+    written["csv"] = write_frame(summary, out / "summary.csv") if not summary.empty else \
+        atomic_write_text(out / "summary.csv", ",".join(summary.columns) + "\n")
+    written["markdown"] = atomic_write_text(out / "summary.md", f"# {title}\n\n" + summary_markdown(summary, [by], level))
+    written["latex"] = atomic_write_text(out / "summary.tex", summary_latex(summary, [by], level))
+    honest = counts(frame, by)
+    written["counts"] = write_frame(honest, out / "counts.csv")
+    rate_table = _condition_rates(frame, by, level, n_resamples, seed, rates)
+    if not rate_table.empty:
+        written["rates_csv"] = write_frame(rate_table, out / "rates.csv")
+        written["rates_markdown"] = atomic_write_text(out / "rates.md", "# Harmful-action rates\n\n" +
+                                                      rates_markdown(rate_table, level))
+    agreement = judge_agreement(paths, n_resamples=min(n_resamples, 2_000), seed=seed)
+    if not agreement.empty:
+        written["agreement"] = write_frame(agreement, out / "agreement.csv")
+    if not summary.empty:
+        written["forest"] = forest_plot(summary, by, out / "forest.png", f"{title}: mean per dimension ({level:.0%} CI)")
+    meta = run_metadata(frame)
+    summary_cols = [by, "dimension", "n", "clusters", "mean", "ci_low", "ci_high", "se", "method",
+                    "missing", "unscored", "refused", "error"]
+    summary_cols = [c for c in summary_cols if c in summary.columns]
+    context = {
+        "title": title, "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "level": f"{level:.0%}", "by": by,
+        "sections": [
+            {"heading": "Mean score per dimension", "columns": summary_cols,
+             "rows": _html_rows(summary, summary_cols),
+             "note": "Epochs averaged within sample; cluster bootstrap over scenario seeds (BCa, percentile "
+                     "fallback); n = scored samples; missing = dimension not exercised; unscored / refused / "
+                     "error = no usable judge score (never counted as 0)."},
+        ],
+        "image": _png_data_uri(written["forest"]) if "forest" in written else None,
+        "runs": {"columns": list(meta.columns), "rows": _html_rows(meta, list(meta.columns))},
+    }
+    if not rate_table.empty:
+        rate_cols = [c for c in rate_table.columns if c not in ("successes", "scored", "missing", "total")]
+        context["sections"].append({"heading": "Harmful-action rates by condition", "columns": rate_cols,
+                                    "rows": _html_rows(rate_table, rate_cols),
+                                    "note": "Wilson interval ignores clustering; ci_low / ci_high resample clusters."})
+    if not agreement.empty:
+        agreement_cols = list(agreement.columns)
+        context["sections"].append({"heading": "Judge agreement (Krippendorff's alpha)", "columns": agreement_cols,
+                                    "rows": _html_rows(agreement, agreement_cols),
+                                    "note": "Between the judges / judge samples in the per_judge score metadata; "
+                                            "bootstrap over units. Conventionally >= 0.8 reliable, 0.667-0.8 tentative."})
+    written["html"] = atomic_write_text(out / "report.html", _render_html(context))
+    return written
+
+
+def judge_agreement(paths: Source, level: str = "ordinal", n_resamples: int = 2_000, seed: int = 0) -> pd.DataFrame:
+    """Krippendorff's alpha per dimension between the judges / judge samples recorded in the
+    `per_judge` score metadata of the inspect logs among `paths` (tables carry no per-judge data).
+    Units are (run, sample, epoch); dimensions with fewer than two raters are left out."""
+    from msm_eval.results import LOG_SUFFIXES, expand_paths, load_judge_ratings, ratings_matrix
+    from msm_eval.stats import krippendorff_alpha
+
+    columns = ["dimension", "alpha", "ci_low", "ci_high", "units", "raters", "level"]
+    if isinstance(paths, pd.DataFrame):
+        return pd.DataFrame(columns=columns)
+    log_files = [p for p in expand_paths(paths) if p.suffix.lower() in LOG_SUFFIXES]
+    ratings = load_judge_ratings(log_files) if log_files else pd.DataFrame()
+    rows = []
+    if not ratings.empty:
+        for dim in sorted(ratings["dimension"].unique()):
+            matrix = ratings_matrix(ratings, dim)
+            if matrix.shape[0] < 2:
+                continue
+            result = krippendorff_alpha(matrix, level=level, n_resamples=n_resamples, seed=seed)
+            rows.append({"dimension": dim, "alpha": result.alpha, "ci_low": result.ci_low, "ci_high": result.ci_high,
+                         "units": result.n_units, "raters": result.n_raters, "level": level})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _condition_rates(frame: pd.DataFrame, by: str, level: float, n_resamples: int, seed: int, rates_fn) -> pd.DataFrame:
+    """Rates per group overall and split by each scenario condition column."""
+    part = frame[frame["dimension"].isin(RATE_DIMENSIONS)]
+    if part.empty:
+        return pd.DataFrame()
+    tables = []
+    overall = rates_fn(part, by=[by], dimensions=RATE_DIMENSIONS, level=level, n_resamples=n_resamples, seed=seed)
+    overall.insert(1, "condition", "(all)")
+    overall.insert(2, "value", "")
+    tables.append(overall)
+    for column in sorted(c for c in part.columns if c.startswith("cond_")):
+        values = part[column].astype(str)
+        if (values == "").all():
+            continue
+        table = rates_fn(part, by=[by, column], dimensions=RATE_DIMENSIONS, level=level, n_resamples=n_resamples, seed=seed)
+        table = table.rename(columns={column: "value"})
+        table.insert(1, "condition", column.removeprefix("cond_"))
+        tables.append(table)
+    result = pd.concat(tables, ignore_index=True, sort=False)
+    lead = [by, "condition", "value", "dimension"]
+    return result[lead + [c for c in result.columns if c not in lead]]
+
+
+def comparison_frame(baseline: Source, candidate: Source | None = None, *, baseline_run: str | None = None,
+                     candidate_run: str | None = None, by: str = "run") -> tuple[pd.DataFrame, str, str, str]:
+    """The frame and labels to compare: two sources stacked as baseline / candidate sides, or two
+    `by` values (`baseline_run`, `candidate_run`) inside one source."""
+    if candidate is None or (baseline_run and candidate_run):
+        if not (baseline_run and candidate_run):
+            raise MsmEvalError("give a CANDIDATE source, or both --baseline-run and --candidate-run",
+                               hint="msm-eval compare BASE CAND, or msm-eval compare LOGS --baseline-run A --candidate-run B")
+        sources = [baseline] if candidate is None else [baseline, candidate]
+        frames = [_frame(s) for s in sources]
+        frame = pd.concat(frames, ignore_index=True, sort=False) if len(frames) > 1 else frames[0]
+        return frame, baseline_run, candidate_run, by
+    sides = {"baseline": _frame(baseline), "candidate": _frame(candidate)}
+    for side, frame in sides.items():
+        for task, runs in frame.groupby("task")["run"].unique().items():
+            if len(runs) > 1:
+                raise MsmEvalError(f"{side} holds {len(runs)} runs of task '{task}' ({', '.join(sorted(runs))})",
+                                   hint="pass one run per side, or one source with --baseline-run/--candidate-run")
+    stacked = stack_sides(sides)
+    return stacked, "baseline", "candidate", "side"
+
+
+def build_comparison(baseline: Source, candidate: Source | None = None, out_dir: str | Path = "results/compare", *,
+                     baseline_run: str | None = None, candidate_run: str | None = None, by: str = "run",
+                     level: float = 0.95, n_resamples: int = 10_000, seed: int = 0, correction: str | None = "holm",
+                     title: str = "msm-eval comparison") -> dict[str, Path]:
+    """Paired comparison written as comparison.{md,tex,csv,json,html} and forest_delta.png."""
+    from msm_eval.stats import compare
+
+    frame, base_label, cand_label, column = comparison_frame(baseline, candidate, baseline_run=baseline_run,
+                                                             candidate_run=candidate_run, by=by)
+    table = compare(frame, base_label, cand_label, by=column, level=level, n_resamples=n_resamples, seed=seed,
+                    correction=correction)
+    runs = {"baseline": sorted(frame.loc[frame[column] == base_label, "run"].unique().tolist()),
+            "candidate": sorted(frame.loc[frame[column] == cand_label, "run"].unique().tolist())}
+    base_name = ", ".join(runs["baseline"]) if column == "side" else base_label
+    cand_name = ", ".join(runs["candidate"]) if column == "side" else cand_label
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    written["csv"] = write_frame(table, out / "comparison.csv")
+    written["markdown"] = atomic_write_text(out / "comparison.md", f"# {title}\n\n" +
+                                            comparison_markdown(table, base_name, cand_name, level, correction))
+    written["latex"] = atomic_write_text(out / "comparison.tex", comparison_latex(table, base_name, cand_name, level, correction))
+    written["json"] = atomic_write_json(out / "comparison.json", comparison_payload(table, runs, level, correction))
+    plot_table = table.rename(columns={"delta": "mean"})
+    written["forest"] = forest_plot(plot_table, None, out / "forest_delta.png",
+                                    f"{cand_name} − {base_name} ({level:.0%} CI)", zero_line=True)
+    columns = ["dimension", "baseline_mean", "candidate_mean", "delta", "ci_low", "ci_high", "p_value", "p_adj",
+               "n_pairs", "clusters", "corr", "mde"]
+    context = {"title": title, "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+               "level": f"{level:.0%}", "by": column,
+               "sections": [{"heading": f"{cand_name} − {base_name}", "columns": columns,
+                             "rows": _html_rows(table, columns),
+                             "note": f"Paired on sample id, clustered on scenario seed; p from a cluster sign-flip "
+                                     f"permutation test, adjusted across dimensions by {correction or 'none'}; "
+                                     "MDE = minimum detectable effect at 80% power."}],
+               "image": _png_data_uri(written["forest"]),
+               "runs": {"columns": ["side", "runs"], "rows": [[k, ", ".join(v)] for k, v in runs.items()]}}
+    written["html"] = atomic_write_text(out / "comparison.html", _render_html(context))
+    return written
+
+
+def comparison_payload(table: pd.DataFrame, runs: dict[str, list[str]], level: float, correction: str | None) -> dict[str, Any]:
+    """JSON-ready comparison."""
+    return {"level": level, "correction": correction, "runs": runs, "dimensions": to_json_records(table)}

@@ -1,0 +1,535 @@
+"""Statistics over the tidy results frame: clustered and paired bootstrap intervals, permutation
+tests, multiplicity corrections, power, binary rates and inter-judge agreement.
+
+Estimands (see docs/statistics.md):
+- `summarize`: per group and dimension, the mean score over scenarios of the scenario-level mean
+  (epochs averaged within a sample first). Uncertainty comes from resampling clusters (scenario
+  seeds) with replacement; the statistic is the ratio of sums (sum of scores / number of scored
+  samples over the drawn clusters), which handles clusters of unequal size and dimensions that
+  are NaN (not exercised) in some samples.
+- `compare`: per dimension, the mean paired difference candidate - baseline over the samples both
+  runs scored (paired on `sample_id`, clustered on `cluster`), with a cluster bootstrap interval
+  and a cluster-level sign-flip permutation p-value.
+
+Everything is vectorised with numpy: per cluster count C, one (n_resamples x C) matrix of
+multinomial cluster weights is drawn once and reused for every dimension and every group with
+that count, so each interval is a matrix product. Results are deterministic given `seed`.
+Intervals are BCa (bias-corrected and accelerated, jackknife over clusters) with a fallback to
+the percentile interval when BCa is undefined, and [mean, mean] when every resample is equal.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import special
+from scipy import stats as sps
+
+from msm_eval.errors import MsmEvalError
+from msm_eval.results import NO_DIMENSION, counts
+
+Correction = Literal["holm", "bh", "by"] | None
+Alternative = Literal["two-sided", "less", "greater"]
+_CHUNK = 2_500  # resamples generated per block, bounding memory for many clusters
+
+
+# --------------------------------------------------------------------------- resampling core
+
+class _Resampler:
+    """Cluster-bootstrap weights and sign flips, drawn once per cluster count and reused."""
+
+    def __init__(self, n_resamples: int, seed: int) -> None:
+        if n_resamples < 1:
+            raise MsmEvalError("n_resamples must be at least 1", field="n_resamples")
+        self.n_resamples = int(n_resamples)
+        self.seed = int(seed)
+        self._weights: dict[int, np.ndarray] = {}
+        self._signs: dict[int, tuple[np.ndarray, bool]] = {}
+
+    def weights(self, n_clusters: int) -> np.ndarray:
+        """(n_resamples, n_clusters) multinomial counts: how often each cluster was drawn."""
+        if n_clusters not in self._weights:
+            rng = np.random.default_rng([self.seed, n_clusters, 1])
+            blocks = []
+            for start in range(0, self.n_resamples, _CHUNK):
+                size = min(_CHUNK, self.n_resamples - start)
+                draws = rng.integers(0, n_clusters, size=(size, n_clusters))
+                offsets = (np.arange(size) * n_clusters)[:, None]
+                blocks.append(np.bincount((draws + offsets).ravel(), minlength=size * n_clusters)
+                              .reshape(size, n_clusters).astype(np.float64))
+            self._weights[n_clusters] = np.vstack(blocks)
+        return self._weights[n_clusters]
+
+    def signs(self, n_clusters: int) -> tuple[np.ndarray, bool]:
+        """(P, n_clusters) ±1 sign flips; all 2^C of them (exact test) when that is <= n_resamples."""
+        if n_clusters not in self._signs:
+            if n_clusters <= 20 and 2 ** n_clusters <= self.n_resamples:
+                grid = ((np.arange(2 ** n_clusters)[:, None] >> np.arange(n_clusters)) & 1)
+                self._signs[n_clusters] = (1.0 - 2.0 * grid, True)
+            else:
+                rng = np.random.default_rng([self.seed, n_clusters, 2])
+                flips = rng.integers(0, 2, size=(self.n_resamples, n_clusters), dtype=np.int8)
+                self._signs[n_clusters] = (1.0 - 2.0 * flips.astype(np.float64), False)
+        return self._signs[n_clusters]
+
+
+@dataclass
+class _Intervals:
+    estimate: np.ndarray
+    se: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    method: list[str]
+
+
+def _cluster_bootstrap(sums: np.ndarray, ns: np.ndarray, resampler: _Resampler, level: float,
+                       values_equal: np.ndarray, bounds: tuple[np.ndarray, np.ndarray]) -> _Intervals:
+    """Ratio-of-sums estimate and BCa interval per column from per-cluster sums and counts (C x D);
+    intervals are clipped to the range of the data (a mean cannot leave it)."""
+    n_clusters, n_dims = sums.shape
+    total_s, total_n = sums.sum(0), ns.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        estimate = np.where(total_n > 0, total_s / np.where(total_n > 0, total_n, 1), np.nan)
+    se = np.full(n_dims, np.nan)
+    low = np.full(n_dims, np.nan)
+    high = np.full(n_dims, np.nan)
+    method = ["none"] * n_dims
+    clusters_with_data = (ns > 0).sum(0)
+    if n_clusters == 0:
+        return _Intervals(estimate, se, low, high, method)
+    weights = resampler.weights(n_clusters)
+    boot_s = weights @ sums
+    boot_n = weights @ ns
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot = np.where(boot_n > 0, boot_s / np.where(boot_n > 0, boot_n, 1), np.nan)
+        # leave-one-cluster-out jackknife for the BCa acceleration
+        jack_n = total_n[None, :] - ns
+        jack = np.where((ns > 0) & (jack_n > 0), (total_s[None, :] - sums) / np.where(jack_n > 0, jack_n, 1), np.nan)
+    # small-sample correction: the cluster bootstrap's variance is biased down by (C-1)/C, so
+    # stretch the resamples around the estimate by sqrt(C/(C-1)) (as inspect's clustered stderr)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stretch = np.where(clusters_with_data > 1, np.sqrt(clusters_with_data / np.maximum(clusters_with_data - 1, 1)), 1.0)
+    boot = estimate[None, :] + (boot - estimate[None, :]) * stretch[None, :]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (no data) give NaN
+        se_all = np.nanstd(boot, axis=0, ddof=1) if boot.shape[0] > 1 else np.full(n_dims, np.nan)
+    alpha = (1.0 - level) / 2.0
+    z_low, z_high = special.ndtri(alpha), special.ndtri(1.0 - alpha)
+    sorted_boot = np.sort(boot, axis=0)  # NaN sorts last
+    valid_counts = np.isfinite(boot).sum(0)
+    for d in range(n_dims):
+        if total_n[d] == 0:
+            continue
+        if values_equal[d]:
+            se[d], low[d], high[d], method[d] = 0.0, estimate[d], estimate[d], "degenerate"
+            continue
+        if clusters_with_data[d] < 2:
+            method[d] = "too_few_clusters"
+            continue
+        column = sorted_boot[: valid_counts[d], d]
+        spread = column[-1] - column[0] if column.size else 0.0
+        se[d] = se_all[d]
+        if column.size < 2 or spread <= 1e-12 * (1.0 + abs(estimate[d])):
+            se[d], low[d], high[d], method[d] = 0.0, estimate[d], estimate[d], "degenerate"
+            continue
+        q_low, q_high, method[d] = _bca_levels(column, estimate[d], jack[:, d], alpha, z_low, z_high)
+        low[d] = max(_quantile_sorted(column, q_low), bounds[0][d])
+        high[d] = min(_quantile_sorted(column, q_high), bounds[1][d])
+    return _Intervals(estimate, se, low, high, method)
+
+
+def _bca_levels(column: np.ndarray, estimate: float, jack: np.ndarray, alpha: float,
+                z_low: float, z_high: float) -> tuple[float, float, str]:
+    """BCa-adjusted quantile levels, or the percentile levels when BCa is undefined."""
+    below = np.count_nonzero(column < estimate) + 0.5 * np.count_nonzero(column == estimate)
+    z0 = special.ndtri(below / column.size)
+    jack = jack[np.isfinite(jack)]
+    accel = 0.0
+    if jack.size >= 2:
+        dev = jack.mean() - jack
+        denom = 6.0 * np.sum(dev ** 2) ** 1.5
+        accel = float(np.sum(dev ** 3) / denom) if denom > 0 else 0.0
+    if not np.isfinite(z0):
+        return alpha, 1.0 - alpha, "percentile"
+    levels = []
+    for z in (z_low, z_high):
+        shrink = 1.0 - accel * (z0 + z)
+        if shrink <= 0:
+            return alpha, 1.0 - alpha, "percentile"
+        levels.append(float(special.ndtr(z0 + (z0 + z) / shrink)))
+    if not all(np.isfinite(levels)):
+        return alpha, 1.0 - alpha, "percentile"
+    return levels[0], levels[1], "bca"
+
+
+def _quantile_sorted(column: np.ndarray, q: float) -> float:
+    """Linear-interpolation quantile of an already sorted 1-D array."""
+    position = np.clip(q, 0.0, 1.0) * (column.size - 1)
+    lower = int(np.floor(position))
+    upper = min(lower + 1, column.size - 1)
+    return float(column[lower] + (position - lower) * (column[upper] - column[lower]))
+
+
+# --------------------------------------------------------------------------- frame helpers
+
+def _keys(by: str | Sequence[str]) -> list[str]:
+    return [by] if isinstance(by, str) else list(by)
+
+
+def _check_columns(df: pd.DataFrame, needed: Sequence[str]) -> None:
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise MsmEvalError(f"results frame lacks column(s) {', '.join(missing)}",
+                           hint="build it with msm_eval.results.load")
+
+
+def sample_level(df: pd.DataFrame, by: str | Sequence[str] = "run") -> pd.DataFrame:
+    """Average epochs within each (group, sample, dimension); NaN when no epoch has a score."""
+    keys = _keys(by)
+    _check_columns(df, keys + ["sample_id", "cluster", "dimension", "score"])
+    data = df[df["dimension"] != NO_DIMENSION]
+    grouped = data.groupby(keys + ["dimension", "sample_id"], sort=True, observed=True, dropna=False)
+    out = grouped.agg(score=("score", "mean"), cluster=("cluster", "first"), epochs=("score", "count"))
+    return out.reset_index()
+
+
+def _cluster_arrays(samples: pd.DataFrame, value: str, dims: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                                 tuple[np.ndarray, np.ndarray]]:
+    """Per-cluster sums and counts (C x D) of non-NaN `value`s, which dimensions are constant, and
+    the (min, max) of the values per dimension."""
+    codes, clusters = pd.factorize(samples["cluster"], sort=True)
+    dim_index = pd.Index(dims).get_indexer(samples["dimension"])
+    values = samples[value].to_numpy(dtype=float)
+    ok = np.isfinite(values)
+    sums = np.zeros((len(clusters), len(dims)))
+    ns = np.zeros((len(clusters), len(dims)))
+    np.add.at(sums, (codes[ok], dim_index[ok]), values[ok])
+    np.add.at(ns, (codes[ok], dim_index[ok]), 1.0)
+    lo = np.full(len(dims), np.inf)
+    hi = np.full(len(dims), -np.inf)
+    np.minimum.at(lo, dim_index[ok], values[ok])
+    np.maximum.at(hi, dim_index[ok], values[ok])
+    equal = np.isfinite(lo) & (hi - lo <= 1e-12)
+    return sums, ns, equal, (lo, hi)
+
+
+# --------------------------------------------------------------------------- summarize
+
+def summarize(df: pd.DataFrame, by: str | Sequence[str] = "run", level: float = 0.95,
+              n_resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
+    """Per (group, dimension): `n` scored samples, `clusters`, `mean`, `se` (bootstrap),
+    `ci_low`, `ci_high` (cluster BCa), `method`, and the honest counts of sample-epochs
+    (`scored, missing, unscored, refused, error`)."""
+    keys = _keys(by)
+    _check_level(level)
+    samples = sample_level(df, keys)
+    dims = sorted(samples["dimension"].unique().tolist())
+    resampler = _Resampler(n_resamples, seed)
+    rows = []
+    for group, part in samples.groupby(keys, sort=True, observed=True):
+        group = group if isinstance(group, tuple) else (group,)
+        present = set(part["dimension"].unique().tolist())
+        part_dims = [d for d in dims if d in present]
+        sums, ns, equal, bounds = _cluster_arrays(part, "score", part_dims)
+        result = _cluster_bootstrap(sums, ns, resampler, level, equal, bounds)
+        for j, dim in enumerate(part_dims):
+            rows.append({**dict(zip(keys, group)), "dimension": dim, "n": int(ns[:, j].sum()),
+                         "clusters": int((ns[:, j] > 0).sum()), "mean": result.estimate[j],
+                         "se": result.se[j], "ci_low": result.low[j], "ci_high": result.high[j],
+                         "method": result.method[j]})
+    table = pd.DataFrame(rows, columns=keys + ["dimension", "n", "clusters", "mean", "se", "ci_low",
+                                               "ci_high", "method"])
+    if table.empty:
+        return table
+    honest = counts(df, keys)
+    return table.merge(honest, on=keys + ["dimension"], how="left")
+
+
+def _check_level(level: float) -> None:
+    if not 0.0 < level < 1.0:
+        raise MsmEvalError(f"confidence level must be between 0 and 1, got {level}", field="level")
+
+
+# --------------------------------------------------------------------------- compare
+
+def compare(df: pd.DataFrame, baseline: str, candidate: str, by: str = "run", level: float = 0.95,
+            n_resamples: int = 10_000, seed: int = 0, correction: Correction = "holm",
+            alternative: Alternative = "two-sided", paired: bool = True) -> pd.DataFrame:
+    """Per dimension, candidate - baseline: `delta, se, ci_low, ci_high, p_value, p_adj, n_pairs,
+    clusters, corr` plus `baseline_mean, candidate_mean, method, mde`.
+
+    Paired on `sample_id` (only samples both groups scored), clustered on the baseline's
+    `cluster`; the p-value is a cluster-level sign-flip permutation test of the summed paired
+    differences (`alternative`: "less" = candidate lower). `correction` adjusts p-values across
+    the dimensions (Holm, Benjamini-Hochberg "bh", Benjamini-Yekutieli "by", or None).
+    With `paired=False` the groups are bootstrapped independently (percentile interval,
+    normal-approximation p-value), for runs that do not share samples.
+    """
+    _check_level(level)
+    samples = sample_level(df, by)
+    groups = set(samples[by].unique())
+    for label, name in ((baseline, "baseline"), (candidate, "candidate")):
+        if label not in groups:
+            raise MsmEvalError(f"{name} '{label}' is not a value of column '{by}'", field=by,
+                               hint="choose one of: " + ", ".join(sorted(map(str, groups))))
+    base = samples[samples[by] == baseline]
+    cand = samples[samples[by] == candidate]
+    if not paired:
+        return _compare_unpaired(base, cand, level, n_resamples, seed, correction, alternative)
+    merged = base.merge(cand, on=["dimension", "sample_id"], suffixes=("_b", "_c"))
+    dims = sorted(set(base["dimension"]) | set(cand["dimension"]))
+    merged = merged[merged["score_b"].notna() & merged["score_c"].notna()].copy()
+    merged["diff"] = merged["score_c"] - merged["score_b"]
+    merged["cluster"] = merged["cluster_b"]
+    resampler = _Resampler(n_resamples, seed)
+    sums, ns, equal, bounds = _cluster_arrays(merged, "diff", dims)
+    result = _cluster_bootstrap(sums, ns, resampler, level, equal, bounds)
+    p_values = _sign_flip_p(sums, ns, resampler, alternative)
+    by_dim = {dim: part for dim, part in merged.groupby("dimension", sort=False)}
+    empty = merged.iloc[:0]
+    rows = []
+    for j, dim in enumerate(dims):
+        pairs = by_dim.get(dim, empty)
+        rows.append({"dimension": dim, "delta": result.estimate[j], "se": result.se[j],
+                     "ci_low": result.low[j], "ci_high": result.high[j], "p_value": p_values[j],
+                     "n_pairs": int(len(pairs)), "clusters": int((ns[:, j] > 0).sum()),
+                     "corr": _pearson(pairs["score_b"].to_numpy(), pairs["score_c"].to_numpy()),
+                     "baseline_mean": float(pairs["score_b"].mean()) if len(pairs) else np.nan,
+                     "candidate_mean": float(pairs["score_c"].mean()) if len(pairs) else np.nan,
+                     "method": result.method[j]})
+    table = pd.DataFrame(rows, columns=["dimension", "delta", "se", "ci_low", "ci_high", "p_value",
+                                        "n_pairs", "clusters", "corr", "baseline_mean",
+                                        "candidate_mean", "method"])
+    table.insert(table.columns.get_loc("p_value") + 1, "p_adj", adjust_p(table["p_value"].to_numpy(), correction))
+    table["mde"] = minimum_detectable_effect(table["se"].to_numpy(), alpha=1.0 - level)
+    return table
+
+
+def _compare_unpaired(base: pd.DataFrame, cand: pd.DataFrame, level: float, n_resamples: int, seed: int,
+                      correction: Correction, alternative: Alternative) -> pd.DataFrame:
+    dims = sorted(set(base["dimension"]) & set(cand["dimension"]))
+    base = base[base["dimension"].isin(dims)]
+    cand = cand[cand["dimension"].isin(dims)]
+    sums_b, ns_b, _, _ = _cluster_arrays(base, "score", dims)
+    sums_c, ns_c, _, _ = _cluster_arrays(cand, "score", dims)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        weights_b = _Resampler(n_resamples, seed).weights(len(sums_b))
+        boot_b = (weights_b @ sums_b) / (weights_b @ ns_b)
+        weights_c = _Resampler(n_resamples, seed + 7919).weights(len(sums_c))
+        boot_c = (weights_c @ sums_c) / (weights_c @ ns_c)
+        delta = sums_c.sum(0) / ns_c.sum(0) - sums_b.sum(0) / ns_b.sum(0)
+    boot = boot_c - boot_b
+    alpha = (1.0 - level) / 2.0
+    se = np.nanstd(boot, axis=0, ddof=1)
+    low, high = np.nanquantile(boot, alpha, axis=0), np.nanquantile(boot, 1 - alpha, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = delta / se
+    p = {"two-sided": 2 * sps.norm.sf(np.abs(z)), "less": sps.norm.cdf(z), "greater": sps.norm.sf(z)}[alternative]
+    table = pd.DataFrame({"dimension": dims, "delta": delta, "se": se, "ci_low": low, "ci_high": high,
+                          "p_value": p, "n_pairs": 0, "clusters": (ns_b > 0).sum(0) + (ns_c > 0).sum(0),
+                          "corr": np.nan, "baseline_mean": sums_b.sum(0) / ns_b.sum(0),
+                          "candidate_mean": sums_c.sum(0) / ns_c.sum(0), "method": "percentile-unpaired"})
+    table.insert(table.columns.get_loc("p_value") + 1, "p_adj", adjust_p(table["p_value"].to_numpy(), correction))
+    table["mde"] = minimum_detectable_effect(se, alpha=1.0 - level)
+    return table
+
+
+def _sign_flip_p(sums: np.ndarray, ns: np.ndarray, resampler: _Resampler, alternative: Alternative) -> np.ndarray:
+    """Cluster-level sign-flip permutation p-values for the summed paired differences."""
+    n_clusters, n_dims = sums.shape
+    p = np.full(n_dims, np.nan)
+    if n_clusters == 0:
+        return p
+    signs, exact = resampler.signs(n_clusters)
+    null = signs @ sums
+    observed = sums.sum(0)
+    tol = 1e-9 * (1.0 + np.abs(sums).sum(0))
+    if alternative == "two-sided":
+        extreme = np.abs(null) >= np.abs(observed) - tol
+    elif alternative == "less":
+        extreme = null <= observed + tol
+    elif alternative == "greater":
+        extreme = null >= observed - tol
+    else:
+        raise MsmEvalError(f"unknown alternative '{alternative}'", field="alternative",
+                           hint="use two-sided, less or greater")
+    hits = extreme.sum(0)
+    p = hits / signs.shape[0] if exact else (hits + 1.0) / (signs.shape[0] + 1.0)
+    return np.where(ns.sum(0) > 0, np.minimum(p, 1.0), np.nan)
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    if len(x) < 3 or np.std(x) == 0 or np.std(y) == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+# --------------------------------------------------------------------------- multiplicity
+
+def adjust_p(p_values: Sequence[float] | np.ndarray, method: Correction = "holm") -> np.ndarray:
+    """Adjusted p-values across a family (NaN entries are left out of the family and stay NaN).
+
+    `holm`: Holm's step-down (family-wise error); `bh` / `by`: Benjamini-Hochberg /
+    Benjamini-Yekutieli (false discovery rate, via scipy); None: unadjusted.
+    """
+    p = np.asarray(p_values, dtype=float)
+    out = p.copy()
+    ok = np.isfinite(p)
+    if method is None or not ok.any():
+        return out
+    family = p[ok]
+    if method == "holm":
+        order = np.argsort(family)
+        m = family.size
+        stepped = np.maximum.accumulate((m - np.arange(m)) * family[order]).clip(max=1.0)
+        adjusted = np.empty_like(stepped)
+        adjusted[order] = stepped
+    elif method in ("bh", "by"):
+        adjusted = sps.false_discovery_control(family, method=method)
+    else:
+        raise MsmEvalError(f"unknown correction '{method}'", field="correction", hint="use holm, bh, by or none")
+    out[ok] = adjusted
+    return out
+
+
+# --------------------------------------------------------------------------- power
+
+def _z_alpha(alpha: float, alternative: Alternative) -> float:
+    return float(sps.norm.ppf(1 - alpha / 2 if alternative == "two-sided" else 1 - alpha))
+
+
+def power(effect: float | np.ndarray, se: float | np.ndarray, alpha: float = 0.05,
+          alternative: Alternative = "two-sided") -> np.ndarray | float:
+    """Probability that a test at level `alpha` detects a true difference `effect` when the
+    estimate's standard error is `se` (normal approximation)."""
+    z = _z_alpha(alpha, alternative)
+    ratio = np.abs(np.asarray(effect, dtype=float)) / np.asarray(se, dtype=float)
+    result = sps.norm.sf(z - ratio)
+    if alternative == "two-sided":
+        result = result + sps.norm.cdf(-z - ratio)
+    return float(result) if np.ndim(result) == 0 else result
+
+
+def minimum_detectable_effect(se: float | np.ndarray, alpha: float = 0.05, power: float = 0.8,
+                              alternative: Alternative = "two-sided") -> np.ndarray | float:
+    """Smallest true difference detected with probability `power` at the current standard error:
+    (z_{1-alpha/2} + z_{power}) * se."""
+    value = (_z_alpha(alpha, alternative) + sps.norm.ppf(power)) * np.asarray(se, dtype=float)
+    return float(value) if np.ndim(value) == 0 else value
+
+
+def required_samples(effect: float, se: float, n: int, alpha: float = 0.05, power: float = 0.8,
+                     alternative: Alternative = "two-sided") -> int:
+    """Samples needed to detect `effect`, scaling the current `se` at `n` samples as 1/sqrt(n)."""
+    mde = minimum_detectable_effect(se, alpha=alpha, power=power, alternative=alternative)
+    return int(np.ceil(n * (float(mde) / abs(effect)) ** 2))
+
+
+# --------------------------------------------------------------------------- binary rates
+
+def wilson_interval(successes: np.ndarray | float, n: np.ndarray | float, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval for a proportion (accepts fractional successes from epoch means)."""
+    z = sps.norm.ppf(1 - (1 - level) / 2)
+    k, n = np.asarray(successes, dtype=float), np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        phat = k / n
+        denom = 1 + z ** 2 / n
+        centre = (phat + z ** 2 / (2 * n)) / denom
+        half = z * np.sqrt(phat * (1 - phat) / n + z ** 2 / (4 * n ** 2)) / denom
+    return centre - half, centre + half
+
+
+def rates(df: pd.DataFrame, by: str | Sequence[str] = "run", dimensions: Sequence[str] = ("harmful", "verdict"),
+          level: float = 0.95, n_resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
+    """Binary rates (e.g. harmful action) per group and dimension: `successes, n, rate`, Wilson
+    interval (`wilson_low, wilson_high`, ignores clustering) and cluster-bootstrap interval
+    (`ci_low, ci_high`), with `clusters` and the honest counts."""
+    keys = _keys(by)
+    part = df[df["dimension"].isin(list(dimensions))]
+    columns = keys + ["dimension", "successes", "n", "clusters", "rate", "wilson_low", "wilson_high",
+                      "ci_low", "ci_high", "method"]
+    if part.empty:
+        return pd.DataFrame(columns=columns)
+    table = summarize(part, by=keys, level=level, n_resamples=n_resamples, seed=seed)
+    table["rate"] = table["mean"]
+    table["successes"] = table["mean"] * table["n"]
+    table["wilson_low"], table["wilson_high"] = wilson_interval(table["successes"], table["n"], level)
+    extra = [c for c in table.columns if c not in columns and c not in ("mean", "se")]
+    return table[columns + extra]
+
+
+# --------------------------------------------------------------------------- agreement
+
+@dataclass(frozen=True)
+class AlphaResult:
+    """Krippendorff's alpha with a bootstrap-over-units percentile interval."""
+
+    alpha: float
+    ci_low: float
+    ci_high: float
+    n_units: int
+    n_raters: int
+    level: str
+
+
+def krippendorff_alpha(ratings: np.ndarray | Sequence[Sequence[float]], level: str = "ordinal",
+                       n_resamples: int = 2_000, seed: int = 0, confidence_level: float = 0.95) -> AlphaResult:
+    """Krippendorff's alpha for a raters x units matrix (NaN = missing), levels nominal, ordinal
+    or interval; the interval resamples units with replacement (vectorised over coincidence
+    matrices). Alpha is NaN when fewer than two pairable values or no variation exist."""
+    matrix = np.asarray(ratings, dtype=float)
+    if matrix.ndim != 2:
+        raise MsmEvalError("ratings must be a 2-D raters x units array", field="ratings")
+    if level not in ("nominal", "ordinal", "interval"):
+        raise MsmEvalError(f"unknown level '{level}'", field="level", hint="use nominal, ordinal or interval")
+    pairable = np.isfinite(matrix).sum(0) >= 2
+    matrix = matrix[:, pairable]
+    n_units = int(matrix.shape[1])
+    if n_units == 0:
+        return AlphaResult(float("nan"), float("nan"), float("nan"), 0, int(matrix.shape[0]), level)
+    domain = np.unique(matrix[np.isfinite(matrix)])
+    codes = np.searchsorted(domain, np.where(np.isfinite(matrix), matrix, domain[0]))
+    n_values = domain.size
+    per_unit = np.zeros((n_units, n_values))
+    for rater in range(matrix.shape[0]):
+        ok = np.isfinite(matrix[rater])
+        np.add.at(per_unit, (np.nonzero(ok)[0], codes[rater, ok]), 1.0)
+    m = per_unit.sum(1)
+    coincidence = (per_unit[:, :, None] * per_unit[:, None, :]
+                   - per_unit[:, :, None] * np.eye(n_values)[None]) / (m - 1)[:, None, None]
+    flat = coincidence.reshape(n_units, -1)
+    point = _alpha_from_coincidence(flat.sum(0)[None, :], domain, level)[0]
+    weights = _Resampler(n_resamples, seed).weights(n_units)
+    boot = _alpha_from_coincidence(weights @ flat, domain, level)
+    tail = (1 - confidence_level) / 2
+    finite = boot[np.isfinite(boot)]
+    low, high = (np.quantile(finite, [tail, 1 - tail]) if finite.size else (np.nan, np.nan))
+    return AlphaResult(float(point), float(low), float(high), n_units, int(matrix.shape[0]), level)
+
+
+def _alpha_from_coincidence(flat: np.ndarray, domain: np.ndarray, level: str) -> np.ndarray:
+    """Alpha for each row of flattened coincidence matrices (R x V*V)."""
+    v = domain.size
+    coincidence = flat.reshape(-1, v, v)
+    marginals = coincidence.sum(2)
+    total = marginals.sum(1)
+    if level == "nominal":
+        delta = np.broadcast_to(1.0 - np.eye(v), coincidence.shape)
+    elif level == "interval":
+        delta = np.broadcast_to((domain[:, None] - domain[None, :]) ** 2, coincidence.shape)
+    else:
+        cumulative = np.cumsum(marginals, axis=1)
+        lo_idx = np.minimum.outer(np.arange(v), np.arange(v))
+        hi_idx = np.maximum.outer(np.arange(v), np.arange(v))
+        between = cumulative[:, hi_idx] - cumulative[:, lo_idx] + marginals[:, lo_idx]
+        delta = (between - (marginals[:, :, None] + marginals[:, None, :]) / 2.0) ** 2
+    observed = (coincidence * delta).sum((1, 2))
+    expected = (marginals[:, :, None] * marginals[:, None, :] * delta).sum((1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        alpha = 1.0 - (total - 1.0) * observed / expected
+    return np.where(expected > 0, alpha, np.nan)

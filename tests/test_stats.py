@@ -1,0 +1,223 @@
+"""stats.py on simulated data with known truth: coverage, pairing, NaN, clusters, determinism,
+degenerate data, multiplicity, power, rates and Krippendorff's alpha."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from conftest_results import simulate_frame
+from msm_eval import stats
+from msm_eval.errors import MsmEvalError
+
+
+def _coverage_band(n: int, level: float) -> tuple[float, float]:
+    """Two-sided 99.9% binomial tolerance band around the nominal level for n intervals."""
+    return sps.binom.ppf(0.0005, n, level) / n, sps.binom.ppf(0.9995, n, level) / n
+
+
+def test_summarize_coverage_near_nominal_with_unequal_clusters() -> None:
+    rng = np.random.default_rng(11)
+    hits, total = 0, 0
+    for rep in range(100):
+        sizes = rng.integers(1, 7, size=30)  # unequal cluster sizes
+        frame = simulate_frame(30, sizes, dims=3, runs=(0.5,), cluster_sd=0.8, noise_sd=1.0, seed=rep)
+        table = stats.summarize(frame, n_resamples=1_000, seed=rep)
+        hits += int(((table["ci_low"] <= 0.5) & (table["ci_high"] >= 0.5)).sum())
+        total += len(table)
+    low, high = _coverage_band(total, 0.95)
+    # small-sample bootstrap intervals run slightly narrow; allow 2 points below the band
+    assert low - 0.02 <= hits / total <= high, hits / total
+
+
+def test_compare_coverage_of_known_difference() -> None:
+    hits, total = 0, 0
+    for rep in range(60):
+        frame = simulate_frame(25, 4, dims=3, runs=(0.0, 0.3), cluster_sd=1.0, noise_sd=0.8, seed=100 + rep,
+                               shared_sample_sd=0.5)
+        table = stats.compare(frame, "run0", "run1", n_resamples=1_000, seed=rep)
+        hits += int(((table["ci_low"] <= 0.3) & (table["ci_high"] >= 0.3)).sum())
+        total += len(table)
+    low, high = _coverage_band(total, 0.95)
+    assert low - 0.02 <= hits / total <= high, hits / total
+
+
+def test_paired_interval_narrower_than_unpaired_under_correlation() -> None:
+    frame = simulate_frame(30, 4, dims=4, runs=(0.0, 0.2), cluster_sd=1.0, noise_sd=0.5, seed=3,
+                           shared_sample_sd=0.7)
+    paired = stats.compare(frame, "run0", "run1", n_resamples=2_000)
+    unpaired = stats.compare(frame, "run0", "run1", n_resamples=2_000, paired=False)
+    width_paired = (paired["ci_high"] - paired["ci_low"]).to_numpy()
+    width_unpaired = (unpaired["ci_high"] - unpaired["ci_low"]).to_numpy()
+    assert (width_paired < 0.6 * width_unpaired).all()
+    assert (paired["corr"] > 0.5).all()
+    np.testing.assert_allclose(paired["delta"], unpaired["delta"], atol=1e-12)
+
+
+def test_nan_scores_are_excluded_not_zeroed() -> None:
+    frame = simulate_frame(10, 3, dims=2, seed=5)
+    frame.loc[(frame["dimension"] == "dim0") & (frame["sample_id"].isin(["s0", "s1", "s2", "s3"])), "score"] = np.nan
+    frame.loc[frame["dimension"] == "dim1", "score"] = np.nan
+    table = stats.summarize(frame, n_resamples=500).set_index("dimension")
+    expected = frame[(frame["dimension"] == "dim0")]["score"].mean()  # pandas skips NaN
+    assert table.loc["dim0", "n"] == 26 and table.loc["dim0", "clusters"] == 9
+    assert table.loc["dim0", "mean"] == pytest.approx(expected)
+    assert table.loc["dim1", "n"] == 0 and math.isnan(table.loc["dim1", "mean"])
+    assert math.isnan(table.loc["dim1", "ci_low"]) and table.loc["dim1", "method"] == "none"
+    assert table.loc["dim1", "missing"] == 30  # NaN under status scored = not exercised
+
+
+def test_ratio_of_sums_equals_sample_mean_for_unequal_clusters() -> None:
+    frame = simulate_frame(6, [1, 2, 3, 8, 1, 5], dims=1, seed=9)
+    row = stats.summarize(frame, n_resamples=500).iloc[0]
+    assert row["mean"] == pytest.approx(frame["score"].mean())
+    assert (row["n"], row["clusters"]) == (20, 6)
+
+
+def test_epochs_are_averaged_within_sample_first() -> None:
+    frame = simulate_frame(8, 2, dims=1, epochs=3, seed=2)
+    row = stats.summarize(frame, n_resamples=500).iloc[0]
+    per_sample = frame.groupby("sample_id")["score"].mean()
+    assert row["n"] == 16 and row["mean"] == pytest.approx(per_sample.mean())
+    assert row["scored"] == 48  # the counts keep the sample-epoch denominators
+
+
+def test_deterministic_given_seed() -> None:
+    frame = simulate_frame(12, 3, dims=3, runs=(0.0, 0.4), seed=1)
+    first = stats.summarize(frame, n_resamples=800, seed=4)
+    again = stats.summarize(frame, n_resamples=800, seed=4)
+    other = stats.summarize(frame, n_resamples=800, seed=5)
+    pd.testing.assert_frame_equal(first, again)
+    assert not np.allclose(first["ci_low"], other["ci_low"])
+    pd.testing.assert_frame_equal(stats.compare(frame, "run0", "run1", n_resamples=800, seed=4),
+                                  stats.compare(frame, "run0", "run1", n_resamples=800, seed=4))
+
+
+def test_degenerate_data_gets_point_interval() -> None:
+    frame = simulate_frame(10, 3, dims=2, runs=(0.0, 0.0), seed=0)
+    frame.loc[frame["dimension"] == "dim0", "score"] = 3.0  # everyone at the ceiling
+    table = stats.summarize(frame, n_resamples=500).set_index(["run", "dimension"])
+    row = table.loc[("run0", "dim0")]
+    assert (row["mean"], row["ci_low"], row["ci_high"], row["se"], row["method"]) == (3.0, 3.0, 3.0, 0.0, "degenerate")
+    diff = stats.compare(frame, "run0", "run1", n_resamples=500).set_index("dimension").loc["dim0"]
+    assert (diff["delta"], diff["ci_low"], diff["ci_high"], diff["p_value"]) == (0.0, 0.0, 0.0, 1.0)
+    assert math.isnan(diff["corr"])
+
+
+def test_single_cluster_is_flagged_not_crashed() -> None:
+    frame = simulate_frame(1, 5, dims=1, seed=0)
+    row = stats.summarize(frame, n_resamples=200).iloc[0]
+    assert row["method"] == "too_few_clusters" and math.isnan(row["ci_low"]) and row["n"] == 5
+
+
+def test_matches_scipy_bootstrap_within_monte_carlo_error() -> None:
+    frame = simulate_frame(40, [2, 3, 4, 5] * 10, dims=1, runs=(0.3,), seed=8)
+    ours = stats.summarize(frame, n_resamples=20_000, seed=1).iloc[0]
+    codes = frame["cluster"].str[1:].astype(int).to_numpy()
+    sums = np.bincount(codes, weights=frame["score"].to_numpy())
+    sizes = np.bincount(codes).astype(float)
+    ref = sps.bootstrap((sums, sizes), lambda s, m, axis=-1: s.sum(axis) / m.sum(axis), paired=True,
+                        vectorized=True, n_resamples=20_000, method="BCa", rng=2)
+    width = ref.confidence_interval.high - ref.confidence_interval.low
+    assert ours["ci_low"] == pytest.approx(ref.confidence_interval.low, abs=0.04 * width)
+    assert ours["ci_high"] == pytest.approx(ref.confidence_interval.high, abs=0.04 * width)
+    assert ours["se"] == pytest.approx(ref.standard_error, rel=0.05)
+
+
+def test_compare_detects_shift_and_reports_pairing() -> None:
+    frame = simulate_frame(20, 5, dims=3, runs=(0.0, 0.5), cluster_sd=1.0, noise_sd=0.7, seed=4,
+                           shared_sample_sd=0.5)
+    table = stats.compare(frame, "run0", "run1", n_resamples=2_000, correction="holm")
+    assert (table["n_pairs"] == 100).all() and (table["clusters"] == 20).all()
+    assert (table["p_adj"] < 0.01).all() and (table["ci_low"] > 0).all()
+    assert (table["p_adj"] >= table["p_value"]).all()
+    assert np.allclose(table["delta"], table["candidate_mean"] - table["baseline_mean"])
+    with pytest.raises(MsmEvalError, match="candidate 'nope' is not a value of column 'run'"):
+        stats.compare(frame, "run0", "nope")
+
+
+def test_compare_pairs_only_samples_both_runs_scored() -> None:
+    frame = simulate_frame(10, 4, dims=1, runs=(0.0, 0.0), seed=6)
+    drop = (frame["run"] == "run1") & frame["sample_id"].isin(["s0", "s5"])
+    frame.loc[drop, "score"] = np.nan
+    row = stats.compare(frame, "run0", "run1", n_resamples=300).iloc[0]
+    assert row["n_pairs"] == 38
+
+
+def test_sign_flip_p_value_is_exact_for_few_clusters() -> None:
+    frame = simulate_frame(5, 2, dims=1, runs=(0.0, 5.0), cluster_sd=0.1, noise_sd=0.1, seed=0)
+    row = stats.compare(frame, "run0", "run1", n_resamples=10_000).iloc[0]
+    assert row["p_value"] == pytest.approx(2 / 32)  # all 2^5 sign flips; observed is the extreme pair
+    less = stats.compare(frame, "run1", "run0", n_resamples=10_000, alternative="less").iloc[0]
+    assert less["p_value"] == pytest.approx(1 / 32)
+
+
+def test_adjust_p_holm_and_bh() -> None:
+    p = np.array([0.01, 0.04, 0.03, 0.005, np.nan])
+    holm = stats.adjust_p(p, "holm")
+    np.testing.assert_allclose(holm[:4], [0.03, 0.06, 0.06, 0.02])
+    assert math.isnan(holm[4])
+    np.testing.assert_allclose(stats.adjust_p(p, "bh")[:4], sps.false_discovery_control(p[:4], method="bh"))
+    np.testing.assert_allclose(stats.adjust_p(p, None)[:4], p[:4])
+    with pytest.raises(MsmEvalError, match="unknown correction"):
+        stats.adjust_p(p, "bonferonni")  # type: ignore[arg-type]
+
+
+def test_power_and_minimum_detectable_effect() -> None:
+    mde = stats.minimum_detectable_effect(0.1, alpha=0.05, power=0.8)
+    assert mde == pytest.approx((1.959964 + 0.841621) * 0.1, rel=1e-5)
+    assert stats.power(mde, 0.1, alpha=0.05) == pytest.approx(0.8, abs=1e-3)
+    assert stats.power(0.0, 0.1) == pytest.approx(0.05)
+    assert stats.required_samples(mde / 2, 0.1, n=100) == 400
+
+
+def test_wilson_interval_matches_scipy() -> None:
+    low, high = stats.wilson_interval(np.array([2, 30]), np.array([120, 40]))
+    for k, n, lo, hi in zip([2, 30], [120, 40], low, high):
+        ref = sps.binomtest(k, n).proportion_ci(method="wilson")
+        assert (lo, hi) == pytest.approx((ref.low, ref.high), abs=1e-9)
+
+
+def test_rates_by_condition_cluster_and_wilson() -> None:
+    frame = simulate_frame(20, 4, dims=1, seed=1)
+    frame["dimension"] = "harmful"
+    frame["score"] = (frame["score"] > 0.8).astype(float)
+    frame["cond_threat"] = np.where(frame["sample_id"].str[1:].astype(int) % 2 == 0, "yes", "no")
+    table = stats.rates(frame, by=["run", "cond_threat"], dimensions=["harmful"], n_resamples=1_000)
+    assert list(table["cond_threat"]) == ["no", "yes"]
+    for row in table.itertuples():
+        part = frame[frame["cond_threat"] == row.cond_threat]
+        assert row.rate == pytest.approx(part["score"].mean())
+        assert row.wilson_low < row.rate < row.wilson_high and row.ci_low <= row.rate <= row.ci_high
+
+
+def _reference_alpha(matrix: np.ndarray, level: str) -> float:
+    from inspect_ai.scorer._metrics.krippendorff import _alpha, _prepare
+
+    units = [[v for v in matrix[:, u] if np.isfinite(v)] for u in range(matrix.shape[1])]
+    prepared, disagreement = _prepare(level, [u for u in units if len(u) >= 2])
+    return _alpha(prepared, disagreement)
+
+
+@pytest.mark.parametrize("level", ["ordinal", "interval", "nominal"])
+def test_krippendorff_alpha_matches_inspect(level: str) -> None:
+    rng = np.random.default_rng(0)
+    truth = rng.integers(-3, 4, size=150)
+    matrix = np.clip(truth + rng.integers(-1, 2, size=(3, 150)), -3, 3).astype(float)
+    matrix[rng.random(matrix.shape) < 0.1] = np.nan
+    result = stats.krippendorff_alpha(matrix, level=level, n_resamples=1_000)
+    assert result.alpha == pytest.approx(_reference_alpha(matrix, level), abs=1e-9)
+    assert result.ci_low < result.alpha < result.ci_high
+    assert result.n_raters == 3 and result.n_units <= 150
+
+
+def test_krippendorff_alpha_perfect_and_invalid() -> None:
+    matrix = np.array([[1, 2, 3, -1], [1, 2, 3, -1]], dtype=float)
+    assert stats.krippendorff_alpha(matrix).alpha == pytest.approx(1.0)
+    with pytest.raises(MsmEvalError, match="unknown level"):
+        stats.krippendorff_alpha(matrix, level="ratio")
+    assert math.isnan(stats.krippendorff_alpha(np.array([[1.0, np.nan], [np.nan, 2.0]])).alpha)
