@@ -1,0 +1,258 @@
+"""Training data: documents packed into fixed-length rows, chats with assistant-only labels.
+
+Both stages produce the same `PackedRows`: `input_ids`, `targets` (the next token to predict at each
+position, -100 where nothing is learned) and `position_ids` that restart at 0 at every document.
+Targets are shifted here, not in the model, so document boundaries are explicit: the last position
+of a document never learns to predict the first token of the next one. transformers turns the
+restarting `position_ids` (with no attention mask and no cache) into a block-diagonal causal mask,
+so tokens never attend across documents (see `tests/test_train_data.py`).
+
+- Midtraining (`pack_documents`): each document's tokens plus EOS are streamed into rows of
+  `seq_len`; a document longer than the row continues in the next row. Only the last row can have
+  padding, so waste is below one row.
+- AFT (`tokenize_chat` + `pack_examples`): each chat is rendered with the model's chat template and
+  only assistant turns get targets; whole chats are placed into rows by first-fit decreasing, so a
+  chat is never split and padding stays small.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from msm_eval.errors import MsmEvalError
+from msm_eval.fileio import read_jsonl
+
+IGNORE = -100
+
+
+@dataclass
+class PackedRows:
+    """Fixed-length training rows: `input_ids`, `targets`, `position_ids` (all `[rows, seq_len]`, int64)."""
+
+    input_ids: torch.Tensor
+    targets: torch.Tensor
+    position_ids: torch.Tensor
+    n_pad: int = 0            # padding positions (no real token)
+    n_truncated: int = 0      # tokens dropped because one chat did not fit in a row
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    @property
+    def n_tokens(self) -> int:
+        """Real (non-padding) token positions."""
+        return int(self.input_ids.numel()) - self.n_pad
+
+    @property
+    def padding_waste(self) -> float:
+        """Share of row positions that hold padding."""
+        total = int(self.input_ids.numel())
+        return self.n_pad / total if total else 0.0
+
+    def select(self, index: torch.Tensor | Sequence[int]) -> dict[str, torch.Tensor]:
+        """A batch (dict of tensors) for the given row indices."""
+        idx = torch.as_tensor(index, dtype=torch.long)
+        return {"input_ids": self.input_ids[idx], "targets": self.targets[idx],
+                "position_ids": self.position_ids[idx]}
+
+
+def _doc_targets(ids: list[int], learn: list[bool] | None = None) -> list[int]:
+    """Next-token targets within one document; the last position has no successor (IGNORE)."""
+    targets = ids[1:] + [IGNORE]
+    if learn is not None:
+        # learn[t] says whether token t is a training target, i.e. whether position t-1 predicts it
+        targets = [tok if (t + 1 < len(ids) and learn[t + 1]) else IGNORE for t, tok in enumerate(targets)]
+    return targets
+
+
+def pack_documents(docs: Iterable[Sequence[int]], seq_len: int, eos_id: int, pad_id: int) -> PackedRows:
+    """Stream documents (token lists) + EOS into rows of `seq_len`; positions restart at each document.
+
+    A document that runs past a row's end continues in the next row with positions restarting at 0,
+    so every row stands alone (rows can be shuffled) and positions never exceed `seq_len`.
+    """
+    ids: list[int] = []
+    targets: list[int] = []
+    doc_index: list[int] = []
+    for d, doc in enumerate(docs):
+        tokens = list(doc) + [eos_id]
+        ids.extend(tokens)
+        targets.extend(_doc_targets(tokens))
+        doc_index.extend([d] * len(tokens))
+    positions: list[int] = []
+    for t in range(len(ids)):
+        new_segment = t % seq_len == 0 or doc_index[t] != doc_index[t - 1]
+        positions.append(0 if new_segment else positions[-1] + 1)
+    return _to_rows(ids, targets, positions, seq_len, pad_id, n_truncated=0)
+
+
+def _to_rows(ids: list[int], targets: list[int], positions: list[int], seq_len: int, pad_id: int,
+             n_truncated: int) -> PackedRows:
+    """Pad the flat stream to a whole number of rows (padding: own segment, no targets) and reshape."""
+    n_pad = (-len(ids)) % seq_len
+    ids = ids + [pad_id] * n_pad
+    targets = targets + [IGNORE] * n_pad
+    positions = positions + list(range(n_pad))
+    shape = (-1, seq_len)
+    return PackedRows(torch.tensor(ids, dtype=torch.long).view(shape),
+                      torch.tensor(targets, dtype=torch.long).view(shape),
+                      torch.tensor(positions, dtype=torch.long).view(shape), n_pad=n_pad,
+                      n_truncated=n_truncated)
+
+
+def pack_examples(examples: Sequence[tuple[Sequence[int], Sequence[int]]], seq_len: int, pad_id: int
+                  ) -> PackedRows:
+    """Place whole (input_ids, targets) examples into rows by first-fit decreasing; too-long ones are cut."""
+    truncated = 0
+    items: list[tuple[list[int], list[int]]] = []
+    for ids, tgt in examples:
+        if len(ids) > seq_len:
+            truncated += len(ids) - seq_len
+            ids, tgt = list(ids[:seq_len]), list(tgt[:seq_len - 1]) + [IGNORE]
+        items.append((list(ids), list(tgt)))
+    order = sorted(range(len(items)), key=lambda i: (-len(items[i][0]), i))
+    bins: list[list[int]] = []
+    free: list[int] = []
+    for i in order:
+        need = len(items[i][0])
+        for b, room in enumerate(free):
+            if room >= need:
+                bins[b].append(i)
+                free[b] -= need
+                break
+        else:
+            bins.append([i])
+            free.append(seq_len - need)
+    ids_out: list[int] = []
+    tgt_out: list[int] = []
+    pos_out: list[int] = []
+    n_pad = 0
+    for b, members in enumerate(bins):
+        for i in members:
+            ids_out.extend(items[i][0])
+            tgt_out.extend(items[i][1])
+            pos_out.extend(range(len(items[i][0])))
+        pad = free[b]
+        n_pad += pad
+        ids_out.extend([pad_id] * pad)
+        tgt_out.extend([IGNORE] * pad)
+        pos_out.extend(range(pad))
+    shape = (-1, seq_len)
+    return PackedRows(torch.tensor(ids_out, dtype=torch.long).view(shape),
+                      torch.tensor(tgt_out, dtype=torch.long).view(shape),
+                      torch.tensor(pos_out, dtype=torch.long).view(shape), n_pad=n_pad, n_truncated=truncated)
+
+
+def _render_ids(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
+    out = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=generation_prompt,
+                                        return_dict=True)
+    return list(out["input_ids"])
+
+
+def tokenize_chat(tokenizer: Any, messages: list[dict[str, str]], *, where: str = "<chat>"
+                  ) -> tuple[list[int], list[int]]:
+    """Chat -> (input_ids, targets) where only assistant-turn tokens (and their end-of-turn) are targets.
+
+    For each assistant turn, the template rendered up to the turn with a generation prompt must be a
+    prefix of the rendering including the turn; the tokens in between are the turn's tokens.
+    """
+    if not messages or not any(m.get("role") == "assistant" for m in messages):
+        raise MsmEvalError("chat has no assistant message to learn from", path=where, field="messages",
+                           hint="each record needs at least one {'role': 'assistant', ...} message")
+    full = _render_ids(tokenizer, messages, generation_prompt=False)
+    learn = [False] * len(full)
+    for i, message in enumerate(messages):
+        if message.get("role") != "assistant":
+            continue
+        before = _render_ids(tokenizer, messages[:i], generation_prompt=True) if i else []
+        through = _render_ids(tokenizer, messages[:i + 1], generation_prompt=False)
+        if full[:len(through)] != through or through[:len(before)] != before:
+            raise MsmEvalError("the chat template does not render turns as prefixes of the whole chat",
+                               path=where, field="messages",
+                               hint="use a model whose chat template appends turns (ChatML, Llama 3, Qwen)")
+        for t in range(len(before), len(through)):
+            learn[t] = True
+    # trailing newline tokens after the end-of-turn marker are still template text; learning them is harmless
+    return full, _doc_targets(full, learn)
+
+
+def load_documents(path: str | Path) -> list[dict[str, Any]]:
+    """Documents JSONL (one `{"text": ...}` per line, extra fields kept); errors name the line."""
+    docs = []
+    for number, record in enumerate(read_jsonl(path), start=1):
+        text = record.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise MsmEvalError("document without text", path=path, line=number, field="text",
+                               hint="every line needs a non-empty string field 'text'")
+        docs.append(record)
+    if not docs:
+        raise MsmEvalError("no documents", path=path, hint="generate documents first (msm-eval docs ...)")
+    return docs
+
+
+def load_chats(path: str | Path) -> list[list[dict[str, str]]]:
+    """Chat JSONL (`{"messages": [{"role", "content"}, ...]}` per line); errors name the line."""
+    chats = []
+    for number, record in enumerate(read_jsonl(path), start=1):
+        messages = record.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise MsmEvalError("record without messages", path=path, line=number, field="messages",
+                               hint='write {"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}')
+        for m in messages:
+            if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") \
+                    or not isinstance(m.get("content"), str):
+                raise MsmEvalError("each message needs role system|user|assistant and string content",
+                                   path=path, line=number, field="messages", hint="fix this record")
+        chats.append(messages)
+    if not chats:
+        raise MsmEvalError("no chats", path=path, hint="generate demonstrations first")
+    return chats
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes (the corpus hash recorded in manifests)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def split_heldout(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Deterministic split of `n` item indices into (train, held_out); held out is empty for tiny sets."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    k = int(round(n * fraction)) if n >= 4 else 0
+    k = min(k, n - 1)
+    return sorted(order[k:]), sorted(order[:k])
+
+
+def build_rows(stage: str, data_path: str | Path, tokenizer: Any, seq_len: int, eval_fraction: float,
+               seed: int) -> tuple[PackedRows, PackedRows | None]:
+    """Load, tokenize and pack a stage's data into (train_rows, heldout_rows or None)."""
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise MsmEvalError("the tokenizer has no EOS token", field="model",
+                           hint="use a tokenizer with an eos_token (needed to separate packed documents)")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    if stage == "midtrain":
+        texts = [d["text"] for d in load_documents(data_path)]
+        train_idx, held_idx = split_heldout(len(texts), eval_fraction, seed)
+        encode = lambda idx: [tokenizer(texts[i], add_special_tokens=False)["input_ids"] for i in idx]  # noqa: E731
+        train = pack_documents(encode(train_idx), seq_len, eos, pad)
+        held = pack_documents(encode(held_idx), seq_len, eos, pad) if held_idx else None
+        return train, held
+    chats = load_chats(data_path)
+    train_idx, held_idx = split_heldout(len(chats), eval_fraction, seed)
+    where = str(data_path)
+    encode_chats = lambda idx: [tokenize_chat(tokenizer, chats[i], where=f"{where}:{i + 1}") for i in idx]  # noqa: E731
+    train = pack_examples(encode_chats(train_idx), seq_len, pad)
+    held = pack_examples(encode_chats(held_idx), seq_len, pad) if held_idx else None
+    return train, held

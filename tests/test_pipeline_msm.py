@@ -1,0 +1,93 @@
+"""The MSM pipeline's content-hash caching: a re-run skips everything; one changed variant reruns its branch only."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest_train import build_tiny_model, write_chats, write_documents
+from msm_eval.errors import MsmEvalError
+from msm_eval.train.pipeline import Pipeline, StageFunctions, pipeline_config_from_dict
+
+
+class FakeSpec:
+    name = "fake"
+    sha256 = "a" * 64
+
+    def render(self, variant: str = "full") -> str:
+        return f"spec text for {variant}"
+
+    def variant_sha256(self, variant: str) -> str:
+        return hashlib.sha256(self.render(variant).encode()).hexdigest()
+
+
+def _functions(calls: list[str]) -> StageFunctions:
+    def documents(spec: Any, variant: str, out: Path, settings: dict[str, Any]) -> Path:
+        calls.append(f"documents:{variant}")
+        return write_documents(out, n=12, spec_sha=spec.variant_sha256(variant))
+
+    def demos(spec: Any, out_dir: Path, settings: dict[str, Any]) -> Path:
+        calls.append("demos")
+        return write_chats(out_dir / "demos.jsonl", n=8)
+
+    def evaluate(model_dir: Path, log_dir: Path, settings: dict[str, Any], label: str) -> Path:
+        calls.append(f"eval:{label}")
+        assert (model_dir / "config.json").exists()
+        log_dir.mkdir(parents=True, exist_ok=True)
+        return log_dir / "fake.eval"
+
+    def compare(evals: dict[str, str], cfg: Any, records: list[Any]) -> dict[str, Any]:
+        calls.append("compare")
+        return {"arms": list(evals), "stages": [{"stage": r.stage, "arm": r.arm, "status": r.status} for r in records]}
+
+    return StageFunctions(documents=documents, demos=demos, evaluate=evaluate, compare=compare,
+                          load_spec=lambda ref: FakeSpec())
+
+
+def _config(tmp_path: Path, model: Path, **over: Any) -> Any:
+    raw = {"name": "t", "base_model": str(model), "spec": "fake", "variants": ["rules", "value_augmented"],
+           "baseline": "rules", "work_dir": str(tmp_path / "work"), "out_dir": str(tmp_path / "out"),
+           "documents": {"generator": "template"}, "demos": {"generator": "template"},
+           "midtrain": {"seq_len": 64, "batch_size": 2, "epochs": 1, "lora": {"r": 2, "alpha": 4}, "bf16": False,
+                        "progress": False},
+           "aft": {"seq_len": 64, "batch_size": 2, "epochs": 1, "bf16": False, "progress": False},
+           "eval": {"presentation": "free"}}
+    raw.update(over)
+    return pipeline_config_from_dict(raw)
+
+
+def test_pipeline_caches_every_stage_and_reruns_only_the_changed_branch(tmp_path: Path) -> None:
+    model = build_tiny_model(tmp_path / "model")
+    calls: list[str] = []
+    first = Pipeline(_config(tmp_path, model), _functions(calls), progress=None).run()
+    assert {s["status"] for s in first["stages"]} == {"ran"}
+    assert sorted(calls) == sorted(["demos", "eval:base", "documents:rules", "eval:rules",
+                                    "documents:value_augmented", "eval:value_augmented", "compare"])
+    run = json.loads(next((tmp_path / "work" / "aft").glob("*/run/run.json")).read_text())
+    assert [h["stage"] for h in run["stage_history"]] == ["midtrain", "aft"]
+
+    calls.clear()
+    second = Pipeline(_config(tmp_path, model), _functions(calls), progress=None).run()
+    assert {s["status"] for s in second["stages"]} == {"cached"}
+    assert calls == ["compare"]
+
+    calls.clear()
+    changed = _config(tmp_path, model, variant_overrides={"value_augmented": {"midtrain": {"lr": 3e-4}}})
+    third = Pipeline(changed, _functions(calls), progress=None).run()
+    ran = {(s["stage"], s["arm"]) for s in third["stages"] if s["status"] == "ran"}
+    assert ran == {("midtrain", "value_augmented"), ("aft", "value_augmented"), ("export", "value_augmented"),
+                   ("eval", "value_augmented")}
+    assert calls == ["eval:value_augmented", "compare"]
+
+
+def test_pipeline_config_errors_name_the_field(tmp_path: Path) -> None:
+    with pytest.raises(MsmEvalError, match="field 'baseline'"):
+        _config(tmp_path, tmp_path, baseline="generic")
+    with pytest.raises(MsmEvalError, match=r"field 'midtrain.out_dir'"):
+        _config(tmp_path, tmp_path, midtrain={"out_dir": "x"})
+    with pytest.raises(MsmEvalError, match=r"field 'learning_rate'"):
+        _config(tmp_path, tmp_path, aft={"learning_rate": 1})

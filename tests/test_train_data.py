@@ -1,0 +1,118 @@
+"""Packing and chat masking for the trainer: boundaries, no cross-document attention, assistant-only labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest_train import build_tiny_model, write_chats, write_documents
+from msm_eval.errors import MsmEvalError
+from msm_eval.train.data import IGNORE, build_rows, load_chats, pack_documents, pack_examples, tokenize_chat
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def test_pack_documents_keeps_boundaries_and_restarts_positions() -> None:
+    rows = pack_documents([[5, 6, 7], [8, 9], [10, 11, 12, 13, 14]], seq_len=6, eos_id=2, pad_id=0)
+    assert rows.input_ids.tolist() == [[5, 6, 7, 2, 8, 9], [2, 10, 11, 12, 13, 14], [2, 0, 0, 0, 0, 0]]
+    # positions restart at each document and at each row (a document continued in a new row restarts)
+    assert rows.position_ids.tolist() == [[0, 1, 2, 3, 0, 1], [0, 0, 1, 2, 3, 4], [0, 0, 1, 2, 3, 4]]
+    # a document's last token (EOS) never predicts the next document; targets are the next token
+    assert rows.targets.tolist() == [[6, 7, 2, IGNORE, 9, 2], [IGNORE, 11, 12, 13, 14, 2],
+                                     [IGNORE, IGNORE, IGNORE, IGNORE, IGNORE, IGNORE]]
+    assert rows.n_pad == 5 and rows.n_tokens == 13
+
+
+def test_stream_packing_wastes_less_than_one_row(tiny: Path, tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tiny)
+    docs = write_documents(tmp_path / "docs.jsonl", n=60)
+    train, held = build_rows("midtrain", docs, tok, seq_len=128, eval_fraction=0.1, seed=0)
+    assert train.n_pad < 128 and held is not None
+    assert train.padding_waste < 0.02 * 10  # under one row of padding over a handful of rows
+    assert (train.position_ids < 128).all()
+
+
+def test_packed_documents_do_not_attend_to_each_other(tiny: Path) -> None:
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(tiny).eval()
+    doc1, doc2 = [10, 11, 12, 13, 14, 15, 16], [20, 21, 22, 23, 24]
+    rows = pack_documents([doc1, doc2], seq_len=32, eos_id=2, pad_id=0)
+    start = len(doc1) + 1
+    n = len(doc2) + 1
+    with torch.no_grad():
+        packed = model(input_ids=rows.input_ids, position_ids=rows.position_ids, use_cache=False).logits
+        alone = model(input_ids=torch.tensor([doc2 + [2]]), position_ids=torch.arange(n)[None],
+                      use_cache=False).logits
+        leaky = model(input_ids=rows.input_ids, position_ids=torch.arange(32)[None], use_cache=False).logits
+    torch.testing.assert_close(packed[0, start:start + n], alone[0], rtol=1e-5, atol=1e-5)
+    # control: without restarting positions the same row does attend across documents
+    assert not torch.allclose(leaky[0, start:start + n], alone[0], atol=1e-3)
+
+
+def test_chat_masking_labels_only_assistant_tokens(tiny: Path) -> None:
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tiny)
+    messages = [{"role": "system", "content": "Be careful."}, {"role": "user", "content": "Hello there"},
+                {"role": "assistant", "content": "It tells the truth"}, {"role": "user", "content": "More?"},
+                {"role": "assistant", "content": "It pauses"}]
+    ids, targets = tokenize_chat(tok, messages)
+    learned = tok.decode([t for t in targets if t != IGNORE])
+    assert learned == "It tells the truth<|im_end|>\nIt pauses<|im_end|>\n"
+    # nothing of the system or user turns is a target
+    for forbidden in ("Be careful", "Hello", "More?", "user", "system"):
+        assert forbidden not in learned
+
+
+def test_pack_examples_keeps_chats_whole_and_pads_little() -> None:
+    examples = [([1] * n, [7] * (n - 1) + [IGNORE]) for n in (5, 3, 4, 2, 6, 1)]
+    rows = pack_examples(examples, seq_len=7, pad_id=0)
+    assert rows.n_tokens == 21 and len(rows) == 3 and rows.n_pad == 0
+    # every row's segments are whole examples: position resets mark starts, lengths are the originals
+    lengths = []
+    for row in rows.position_ids.tolist():
+        run = 0
+        for p in row + [0]:
+            if p == 0 and run:
+                lengths.append(run)
+                run = 0
+            run += 1
+    assert sorted(lengths) == [1, 2, 3, 4, 5, 6]
+
+
+def test_too_long_chat_is_truncated_and_counted() -> None:
+    rows = pack_examples([(list(range(10)), list(range(1, 10)) + [IGNORE])], seq_len=4, pad_id=0)
+    assert rows.n_truncated == 6 and rows.targets.tolist() == [[1, 2, 3, IGNORE]]
+
+
+def test_bad_chat_file_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n"
+                    + json.dumps({"messages": [{"role": "robot", "content": "x"}]}) + "\n")
+    with pytest.raises(MsmEvalError, match=r"c.jsonl:2: field 'messages'"):
+        load_chats(path)
+
+
+def test_chat_without_assistant_is_rejected(tiny: Path, tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tiny)
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
+    with pytest.raises(MsmEvalError, match="no assistant message"):
+        build_rows("aft", path, tok, seq_len=32, eval_fraction=0.0, seed=0)
+
+
+def test_aft_rows_from_chat_file(tiny: Path, tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tiny)
+    train, held = build_rows("aft", write_chats(tmp_path / "c.jsonl", n=20), tok, seq_len=96,
+                             eval_fraction=0.2, seed=1)
+    assert held is not None and len(held) >= 1
+    assert (train.targets != IGNORE).sum() > 0
+    assert train.padding_waste < 0.25

@@ -1,0 +1,161 @@
+"""The compact trainer: loss goes down, a stopped run resumes exactly, LoRA export round-trips, configs validate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest_train import build_tiny_model, write_chats, write_documents
+from msm_eval.errors import MsmEvalError
+from msm_eval.fileio import read_jsonl
+from msm_eval.train.config import config_from_dict, load_config
+from msm_eval.train.export import MANIFEST_FILE, export_run, read_manifest
+from msm_eval.train.trainer import train
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("train")
+    return {"model": build_tiny_model(root / "model"), "docs": write_documents(root / "docs.jsonl", n=40),
+            "chats": write_chats(root / "chats.jsonl", n=16)}
+
+
+def _cfg(assets: dict[str, Path], out: Path, **over):  # type: ignore[no-untyped-def]
+    base = dict(stage="midtrain", model=str(assets["model"]), data=str(assets["docs"]), out_dir=str(out),
+                seq_len=64, batch_size=2, grad_accum=2, epochs=2, lr=5e-3, lora=dict(r=4, alpha=8),
+                save_every=2, progress=False, bf16=False, eval_fraction=0.1, seed=3)
+    base.update(over)
+    return config_from_dict(base)
+
+
+def _losses(out: Path) -> list[tuple[int, float]]:
+    return [(r["step"], r["loss"]) for r in read_jsonl(out / "metrics.jsonl") if "loss" in r]
+
+
+def test_full_finetune_loss_decreases(assets: dict[str, Path], tmp_path: Path) -> None:
+    result = train(_cfg(assets, tmp_path / "run", lora=None, epochs=6, lr=3e-3))
+    losses = [loss for _, loss in _losses(tmp_path / "run")]
+    assert result.finished and len(losses) == result.total_steps
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last < first - 0.5, (first, last)
+    start = next(read_jsonl(tmp_path / "run" / "metrics.jsonl"))
+    assert start["event"] == "start" and start["padding_waste"] < 0.05
+
+
+def test_stopped_run_resumes_exactly(assets: dict[str, Path], tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+    whole = train(_cfg(assets, tmp_path / "whole"))
+    stopped = train(_cfg(assets, tmp_path / "split"), stop_after=3)
+    assert not stopped.finished and stopped.steps == 3
+    # a kill between checkpoints: the newest checkpoint (step 3) never got written, so the run
+    # restarts from step 2 and must drop the metrics line it already logged for step 3
+    import shutil
+    shutil.rmtree(tmp_path / "split" / "checkpoints" / "step_00000003")
+    assert (tmp_path / "split" / "checkpoints" / "step_00000002").is_dir()
+    assert [s for s, _ in _losses(tmp_path / "split")] == [1, 2, 3]
+    resumed = train(_cfg(assets, tmp_path / "split"))
+    assert resumed.finished and resumed.steps == whole.steps
+    a = load_file(str(tmp_path / "whole" / "final" / "trainable.safetensors"))
+    b = load_file(str(tmp_path / "split" / "final" / "trainable.safetensors"))
+    assert a.keys() == b.keys() and len(a) > 0
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-7)
+    assert _losses(tmp_path / "whole") == _losses(tmp_path / "split")
+
+
+def test_resume_refuses_a_changed_config(assets: dict[str, Path], tmp_path: Path) -> None:
+    train(_cfg(assets, tmp_path / "run"), stop_after=2)
+    with pytest.raises(MsmEvalError, match="different setting 'lr'"):
+        train(_cfg(assets, tmp_path / "run", lr=1e-3))
+
+
+def test_aft_continues_adapter_and_export_round_trips(assets: dict[str, Path], tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    train(_cfg(assets, tmp_path / "mid", epochs=1))
+    aft = _cfg(assets, tmp_path / "aft", stage="aft", data=str(assets["chats"]), init_from=str(tmp_path / "mid"),
+               lora=dict(r=16, alpha=32), epochs=1)
+    train(aft)
+    run = json.loads((tmp_path / "aft" / "run.json").read_text())
+    assert run["lora"]["r"] == 4  # the MSM adapter is continued, not replaced
+    assert [h["stage"] for h in run["stage_history"]] == ["midtrain", "aft"]
+
+    out = export_run(tmp_path / "aft", tmp_path / "export")
+    manifest = read_manifest(out)
+    assert manifest is not None and manifest["spec_sha256"] == "f" * 64
+    assert set(manifest["corpus_sha256"]) == {"midtrain", "aft"}
+    assert (out / MANIFEST_FILE).exists() and not (out / "adapter_config.json").exists()
+
+    # the merged plain model computes what base + adapter computes
+    from msm_eval.train.trainer import load_trained
+    peft_model, tok, _ = load_trained(tmp_path / "aft")
+    merged = AutoModelForCausalLM.from_pretrained(out).eval()
+    ids = AutoTokenizer.from_pretrained(out)("The assistant tells the truth", return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(merged(**ids).logits, peft_model.eval()(**ids).logits, rtol=1e-4, atol=1e-4)
+        base = AutoModelForCausalLM.from_pretrained(assets["model"]).eval()
+        assert not torch.allclose(base(**ids).logits, merged(**ids).logits, atol=1e-4)
+    generated = merged.generate(**ids, max_new_tokens=5, do_sample=False)
+    assert generated.shape[1] == ids["input_ids"].shape[1] + 5
+
+
+def test_config_errors_name_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "train.yaml"
+    path.write_text("stage: midtrain\ndata: d.jsonl\nout_dir: o\nlearning_rate: 0.1\n")
+    with pytest.raises(MsmEvalError, match=r"train.yaml: field 'learning_rate': unknown setting"):
+        load_config(path)
+    path.write_text("stage: pretrain\ndata: d.jsonl\nout_dir: o\n")
+    with pytest.raises(MsmEvalError, match="field 'stage'"):
+        load_config(path)
+    path.write_text("stage: aft\ndata: d.jsonl\nout_dir: o\nlora: {r: 8, rank: 3}\n")
+    with pytest.raises(MsmEvalError, match=r"field 'lora.rank'"):
+        load_config(path)
+
+
+def test_missing_data_is_a_clear_error(assets: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(MsmEvalError, match="training data not found"):
+        train(_cfg(assets, tmp_path / "run", data=str(tmp_path / "nope.jsonl")))
+
+
+def test_two_process_data_parallel_equals_one_process(assets: dict[str, Path], tmp_path: Path) -> None:
+    """torchrun with 2 CPU processes (gloo) == 1 process with twice the accumulation, same global batch.
+
+    The row count is odd, so the last step gives one process fewer rows than the other (it must
+    still join every gradient sync).
+    """
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+    from safetensors.torch import load_file
+    settings = dict(stage="midtrain", model=str(assets["model"]), data=str(assets["docs"]), seq_len=64,
+                    batch_size=2, epochs=1, lr=5e-3, lora=dict(r=4, alpha=8), progress=False, bf16=False,
+                    eval_fraction=0.1, seed=3)
+    config = tmp_path / "ddp.yaml"
+    config.write_text(yaml.safe_dump({**settings, "grad_accum": 1, "out_dir": str(tmp_path / "ddp")}))
+    torchrun = Path(sys.executable).parent / "torchrun"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([str(torchrun), "--nproc_per_node", "2", "-m", "msm_eval", "train", "midtrain",
+                             "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)  # the launcher and both workers
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, err[-2000:]
+    train(config_from_dict({**settings, "grad_accum": 2, "out_dir": str(tmp_path / "single")}))
+    start = next(read_jsonl(tmp_path / "ddp" / "metrics.jsonl"))
+    assert start["processes"] == 2 and start["train_rows"] % 4 != 0  # a short last step
+    a = load_file(str(tmp_path / "ddp" / "final" / "trainable.safetensors"))
+    b = load_file(str(tmp_path / "single" / "final" / "trainable.safetensors"))
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-5)
+    ddp_losses, single_losses = _losses(tmp_path / "ddp"), _losses(tmp_path / "single")
+    assert [s for s, _ in ddp_losses] == [s for s, _ in single_losses]
+    for (_, x), (_, y) in zip(ddp_losses, single_losses):
+        assert x == pytest.approx(y, abs=1e-5)
