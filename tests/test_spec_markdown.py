@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 from conftest_specs import large_markdown, write
@@ -150,14 +149,12 @@ def test_crlf_markdown_hashes_like_lf(tmp_path):
     assert [s.id for s in crlf.all_sections()] == [s.id for s in lf.all_sections()]
 
 
-def test_300kb_document_parses_quickly(tmp_path):
+def test_300kb_document_gives_a_complete_section_tree(tmp_path):
+    # Speed is measured in benchmarks/markdown_spec_load.py, not here.
     text = large_markdown(300_000)
     assert len(text) >= 300_000
     path = write(tmp_path, "big.md", text)
-    start = time.perf_counter()
     spec = load_spec(path)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 1.0, f"parsing 300 KB took {elapsed:.2f}s"
     sections = spec.all_sections()
     assert len(sections) > 500
     assert len({s.id for s in sections}) == len(sections)
