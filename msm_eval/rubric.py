@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from msm_eval.errors import MsmEvalError
+from msm_eval.yamlsource import LineIndex, check_keys, parse_yaml
 from msm_eval.paths import RUBRICS_DIR
 
 RUBRIC_SUFFIXES = (".yaml", ".yml")
@@ -178,24 +178,11 @@ def load_rubric(ref: str | Path = "constitution") -> Rubric:
 def parse_rubric(text: str, path: Path) -> Rubric:
     """Validate rubric YAML `text` (read from `path`) and build a `Rubric`."""
     text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise MsmEvalError(f"malformed YAML: {exc.problem or exc.context}", path=path,
-                           line=mark.line + 1 if mark else None,
-                           hint="fix the YAML syntax near this line (indentation, quoting, ':' in values)") from None
-    except yaml.YAMLError as exc:
-        raise MsmEvalError(f"malformed YAML: {exc}", path=path, hint="fix the YAML syntax") from None
-    finally:
-        loader.dispose()
+    data, lines = parse_yaml(text, path)
     if not isinstance(data, dict):
         raise MsmEvalError("a rubric must be a YAML mapping with name, version, scale and dimensions", path=path,
                            line=1, hint="see rubrics/constitution.yaml for the format")
-    lines = _Lines(node)
-    _check_keys(data, _TOP_LEVEL_KEYS, path, "", lines, ())
+    check_keys(data, _TOP_LEVEL_KEYS, path, "", lines, ())
     name = _text(data, "name", path, "", lines, ())
     version = data["version"]
     if not isinstance(version, (str, int, float)) or isinstance(version, bool):
@@ -224,43 +211,7 @@ def parse_rubric(text: str, path: Path) -> Rubric:
                   scale_max=scale_max, description=str(description).strip())
 
 
-class _Lines:
-    """Line numbers (1-based) of nodes in a composed YAML document, addressed by key path."""
-
-    def __init__(self, node: yaml.Node | None) -> None:
-        self.node = node
-
-    def line(self, keys: tuple[Any, ...]) -> int | None:
-        node = self.node
-        found = node.start_mark.line + 1 if node is not None else None
-        for key in keys:
-            if isinstance(node, yaml.MappingNode):
-                match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == str(key)), None)
-                if match is None:
-                    return found
-                found = match[0].start_mark.line + 1
-                node = match[1]
-            elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-                node = node.value[key]
-                found = node.start_mark.line + 1
-            else:
-                return found
-        return found
-
-
-def _check_keys(data: dict[str, Any], allowed: dict[str, bool], path: Path, where: str, lines: _Lines,
-                keys: tuple[Any, ...]) -> None:
-    for key in data:
-        if key not in allowed:
-            raise MsmEvalError(f"unknown key '{key}'", path=path, line=lines.line((*keys, key)),
-                               field=f"{where}{key}", hint=f"allowed keys: {', '.join(allowed)}")
-    for key, required in allowed.items():
-        if required and key not in data:
-            raise MsmEvalError("required field is missing", path=path, line=lines.line(keys) if keys else None,
-                               field=f"{where}{key}", hint=f"add '{key}:'")
-
-
-def _text(data: dict[str, Any], key: str, path: Path, where: str, lines: _Lines, keys: tuple[Any, ...]) -> str:
+def _text(data: dict[str, Any], key: str, path: Path, where: str, lines: LineIndex, keys: tuple[Any, ...]) -> str:
     value = data.get(key)
     if not isinstance(value, str) or not value.strip():
         got = "nothing" if value is None else type(value).__name__ if not isinstance(value, str) else "empty text"
@@ -269,7 +220,7 @@ def _text(data: dict[str, Any], key: str, path: Path, where: str, lines: _Lines,
     return value
 
 
-def _scale(value: Any, path: Path, lines: _Lines) -> tuple[int, int]:
+def _scale(value: Any, path: Path, lines: LineIndex) -> tuple[int, int]:
     line = lines.line(("scale",))
     if not isinstance(value, dict) or set(value) != {"min", "max"}:
         raise MsmEvalError("must be a mapping with exactly 'min' and 'max'", path=path, line=line, field="scale",
@@ -281,7 +232,7 @@ def _scale(value: Any, path: Path, lines: _Lines) -> tuple[int, int]:
     return low, high
 
 
-def _dimension(item: Any, index: int, path: Path, lines: _Lines, low: int, high: int) -> Dimension:
+def _dimension(item: Any, index: int, path: Path, lines: LineIndex, low: int, high: int) -> Dimension:
     keys: tuple[Any, ...] = ("dimensions", index)
     line = lines.line(keys)
     label = f"dimensions[{index}]"
@@ -291,7 +242,7 @@ def _dimension(item: Any, index: int, path: Path, lines: _Lines, low: int, high:
     if isinstance(item.get("id"), str):
         label = f"dimensions[{index}] ({item['id']})"
     where = f"{label}."
-    _check_keys(item, _DIMENSION_KEYS, path, where, lines, keys)
+    check_keys(item, _DIMENSION_KEYS, path, where, lines, keys)
     ident = _text(item, "id", path, where, lines, keys).strip()
     if not _ID_PATTERN.match(ident) or ident in _RESERVED_IDS:
         raise MsmEvalError(f"invalid dimension id '{ident}'", path=path, line=lines.line((*keys, "id")),
@@ -315,7 +266,7 @@ def _dimension(item: Any, index: int, path: Path, lines: _Lines, low: int, high:
                      description=description, anchors=anchors, not_exercised=not_exercised, line=line)
 
 
-def _anchors(value: Any, path: Path, where: str, lines: _Lines, keys: tuple[Any, ...], low: int,
+def _anchors(value: Any, path: Path, where: str, lines: LineIndex, keys: tuple[Any, ...], low: int,
              high: int) -> dict[int, str]:
     line = lines.line(keys)
     if not isinstance(value, dict) or not value:

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from msm_eval.errors import MsmEvalError
+from msm_eval.yamlsource import LineIndex, check_keys, parse_yaml
 from msm_eval.paths import SPECS_DIR
 
 VARIANTS: tuple[str, ...] = ("rules", "value_augmented", "rule_augmented", "generic", "full")
@@ -230,25 +231,11 @@ def load_spec(ref: str | Path, *, rubric: Any = "constitution", templates_dir: s
 
 def parse_yaml_spec(text: str, path: Path) -> Spec:
     """Validate and build a structured spec from YAML `text` read from `path`."""
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise MsmEvalError(f"malformed YAML: {problem}", path=path, line=line,
-                           hint="fix the YAML syntax near this line (indentation, quoting, ':' in values)") from None
-    except yaml.YAMLError as exc:
-        raise MsmEvalError(f"malformed YAML: {exc}", path=path, hint="fix the YAML syntax") from None
-    finally:
-        loader.dispose()
+    data, lines = parse_yaml(text, path)
     if not isinstance(data, dict):
         raise MsmEvalError("a structured spec must be a YAML mapping with name, title and principles", path=path,
                            line=1, hint="see docs/spec-authoring.md for the format")
-    lines = _LineIndex(node)
-    _check_keys(data, _TOP_LEVEL_KEYS, path, "", lines, ())
+    check_keys(data, _TOP_LEVEL_KEYS, path, "", lines, ())
     name = _string(data, "name", path, "", lines, ())
     title = _string(data, "title", path, "", lines, ())
     version = data.get("version")
@@ -283,45 +270,7 @@ def parse_yaml_spec(text: str, path: Path) -> Spec:
     return spec
 
 
-class _LineIndex:
-    """Line numbers (1-based) of the nodes of a composed YAML document, addressed by key path."""
-
-    def __init__(self, node: yaml.Node | None) -> None:
-        self.node = node
-
-    def line(self, keys: tuple[Any, ...]) -> int | None:
-        node = self.node
-        found = node.start_mark.line + 1 if node is not None else None
-        for key in keys:
-            if isinstance(node, yaml.MappingNode):
-                match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == key), None)
-                if match is None:
-                    return found
-                found = match[0].start_mark.line + 1
-                node = match[1]
-            elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-                node = node.value[key]
-                found = node.start_mark.line + 1
-            else:
-                return found
-        return found
-
-
-def _check_keys(data: dict[str, Any], allowed: dict[str, bool], path: Path, where: str, lines: _LineIndex,
-                keys: tuple[Any, ...]) -> None:
-    for key in data:
-        if key not in allowed:
-            close = [k for k in allowed if str(key).lower().rstrip("s") == k.rstrip("s")]
-            hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(allowed)}"
-            raise MsmEvalError(f"unknown key '{key}'", path=path, line=lines.line((*keys, key)),
-                               field=f"{where}{key}", hint=hint)
-    for key, required in allowed.items():
-        if required and key not in data:
-            raise MsmEvalError("required field is missing", path=path, line=lines.line(keys) if keys else None,
-                               field=f"{where}{key}", hint=f"add '{key}:'")
-
-
-def _string(data: dict[str, Any], key: str, path: Path, where: str, lines: _LineIndex,
+def _string(data: dict[str, Any], key: str, path: Path, where: str, lines: LineIndex,
             keys: tuple[Any, ...]) -> str:
     value = data.get(key)
     line = lines.line((*keys, key))
@@ -337,7 +286,7 @@ def _string(data: dict[str, Any], key: str, path: Path, where: str, lines: _Line
     return value
 
 
-def _string_list(data: dict[str, Any], key: str, path: Path, where: str, lines: _LineIndex,
+def _string_list(data: dict[str, Any], key: str, path: Path, where: str, lines: LineIndex,
                  keys: tuple[Any, ...]) -> list[str]:
     value = data.get(key)
     if value is None:
@@ -356,7 +305,7 @@ def _string_list(data: dict[str, Any], key: str, path: Path, where: str, lines: 
     return result
 
 
-def _principle(item: Any, index: int, path: Path, lines: _LineIndex) -> Principle:
+def _principle(item: Any, index: int, path: Path, lines: LineIndex) -> Principle:
     keys: tuple[Any, ...] = ("principles", index)
     line = lines.line(keys)
     label = f"principles[{index}]"
@@ -367,7 +316,7 @@ def _principle(item: Any, index: int, path: Path, lines: _LineIndex) -> Principl
     if isinstance(ident, str) and ident.strip():
         label = f"principles[{index}] ({ident.strip()})"
     where = f"{label}."
-    _check_keys(item, _PRINCIPLE_KEYS, path, where, lines, keys)
+    check_keys(item, _PRINCIPLE_KEYS, path, where, lines, keys)
     principle_id = _string(item, "id", path, where, lines, keys).strip()
     if not _ID_PATTERN.match(principle_id):
         raise MsmEvalError(f"invalid id '{principle_id}'", path=path, line=lines.line((*keys, "id")),
@@ -386,7 +335,7 @@ def _principle(item: Any, index: int, path: Path, lines: _LineIndex) -> Principl
                      examples=examples, dimensions=dimensions, line=line)
 
 
-def _examples(value: Any, path: Path, where: str, lines: _LineIndex, keys: tuple[Any, ...]) -> list[Example]:
+def _examples(value: Any, path: Path, where: str, lines: LineIndex, keys: tuple[Any, ...]) -> list[Example]:
     if value is None:
         return []
     if not isinstance(value, list):
