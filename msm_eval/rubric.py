@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from msm_eval.errors import MsmEvalError
-from msm_eval.yamlsource import LineIndex, check_keys, parse_yaml
 from msm_eval.paths import RUBRICS_DIR
+from msm_eval.yamlsource import LineIndex, check_keys, parse_yaml
 
 RUBRIC_SUFFIXES = (".yaml", ".yml")
 _TOP_LEVEL_KEYS = {"name": True, "version": True, "scale": True, "dimensions": True, "description": False,

@@ -19,8 +19,8 @@ from typing import Any
 import yaml
 
 from msm_eval.errors import MsmEvalError
-from msm_eval.yamlsource import LineIndex, check_keys, parse_yaml
 from msm_eval.paths import SPECS_DIR
+from msm_eval.yamlsource import LineIndex, check_keys, parse_yaml
 
 VARIANTS: tuple[str, ...] = ("rules", "value_augmented", "rule_augmented", "generic", "full")
 VARIANT_DESCRIPTIONS: dict[str, str] = {
