@@ -6,27 +6,42 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from msm_eval.errors import MsmEvalError
 
 
-def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
-    """Write `text` to `path` via a temporary file in the same folder and an atomic rename."""
+@contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to `path` for a writer (pandas, matplotlib, ...) to fill;
+    on success it is fsynced and renamed over `path`, on failure removed (the old file stays)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "w", encoding=encoding) as handle:
-            handle.write(text)
-            handle.flush()
+        yield tmp
+        with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    return target
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` via a temporary file in the same folder and an atomic rename."""
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
+    """Write `text` to `path` via a temporary file in the same folder and an atomic rename."""
+    return atomic_write_bytes(path, text.encode(encoding))
 
 
 def atomic_write_json(path: str | Path, data: Any) -> Path:
@@ -38,6 +53,7 @@ def append_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
     """Append records to a JSONL file, one line each, flushed and fsynced before returning."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _drop_torn_tail(target)
     count = 0
     with open(target, "a", encoding="utf-8") as handle:
         for record in records:
@@ -46,6 +62,33 @@ def append_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
         handle.flush()
         os.fsync(handle.fileno())
     return count
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a final line that has no newline: the remains of an append that was interrupted.
+
+    `read_jsonl` skips such a line; appending after it would glue a new record onto it and
+    turn it into a malformed line in the middle of the file."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as handle:
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) == b"\n":
+            return
+        size = handle.seek(0, os.SEEK_END)
+        position = size
+        while position > 0:
+            step = min(65536, position)
+            handle.seek(position - step)
+            chunk = handle.read(step)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                position = position - step + newline + 1
+                break
+            position -= step
+        handle.truncate(position)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def read_jsonl(path: str | Path, *, tolerate_truncated_tail: bool = True) -> Iterator[dict[str, Any]]:

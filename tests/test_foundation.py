@@ -12,7 +12,7 @@ from msm_eval import paths
 from msm_eval.cli import main
 from msm_eval.dedup import NearDuplicateIndex, jaccard, near_duplicate_indices, shingles
 from msm_eval.errors import MsmEvalError
-from msm_eval.fileio import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from msm_eval.fileio import append_jsonl, atomic_output, atomic_write_bytes, atomic_write_json, atomic_write_text, read_jsonl
 
 
 def test_error_message_names_location_and_fix() -> None:
@@ -51,6 +51,31 @@ def test_jsonl_roundtrip_and_truncated_tail(tmp_path: Path) -> None:
     with open(path, "a") as handle:
         handle.write('{"k": 3, "tor')  # an interrupted append
     assert [r["k"] for r in read_jsonl(path)] == [1, 2]
+    # the next append (a resumed run) cuts the torn record instead of gluing onto it
+    assert append_jsonl(path, [{"k": 3}]) == 1
+    assert [r["k"] for r in read_jsonl(path, tolerate_truncated_tail=False)] == [1, 2, 3]
+    assert path.read_text().endswith('{"k": 3}\n')
+
+
+def test_jsonl_torn_only_line_is_dropped_on_append(tmp_path: Path) -> None:
+    path = tmp_path / "y.jsonl"
+    path.write_text('{"k": 0, "half')
+    append_jsonl(path, [{"k": 1}])
+    assert path.read_text() == '{"k": 1}\n'
+
+
+def test_atomic_output_keeps_old_file_when_the_writer_fails(tmp_path: Path) -> None:
+    target = tmp_path / "table.csv"
+    atomic_write_bytes(target, b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_output(target) as tmp:
+            tmp.write_text("half of a ne")
+            raise RuntimeError("writer crashed")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]
+    with atomic_output(target) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["table.csv"]
 
 
 def test_jsonl_malformed_middle_line_names_the_line(tmp_path: Path) -> None:
