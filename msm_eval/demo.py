@@ -8,8 +8,10 @@ spec variant (default: `rules` and `value_augmented`, put in the target's system
 - `constitution_adherence` on a few short chat trade-off seeds, and
 - `agentic_misalignment` on one cell of an agentic seed (harmful-action classifier + judge),
 
-writes the inspect logs to `results/demo/logs/` (git-ignored; open them with `inspect view`) and
-a per-dimension summary computed from those logs to `results/demo/summary.md` / `.csv` / `.json`.
+writes the inspect logs to `results/demo/logs/` (git-ignored; open them with `inspect view`), the
+report of those logs (`msm_eval.report.build_report`: tables in Markdown / LaTeX / CSV / HTML and a
+forest plot) and a paired comparison of the two variants (`build_comparison`) to `results/demo/`,
+and `demo.md`, which puts what ran and both tables on one page.
 A 135M judge is a smoke-test judge: the numbers show the pipeline works end to end, not how
 aligned anything is.
 
@@ -19,16 +21,11 @@ aligned anything is.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
 from msm_eval.paths import RESULTS_DIR
 
 DEFAULT_VARIANTS = ("rules", "value_augmented")
@@ -45,7 +42,6 @@ class DemoRun:
 
     logs: list[Path] = field(default_factory=list)
     eval_seconds: float = 0.0
-    rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 def run_evals(out_dir: Path, variants: Sequence[str] = DEFAULT_VARIANTS, max_tokens: int = DEFAULT_MAX_TOKENS,
@@ -81,77 +77,59 @@ def run_evals(out_dir: Path, variants: Sequence[str] = DEFAULT_VARIANTS, max_tok
     return result
 
 
-def _finite(values: Sequence[float]) -> list[float]:
-    return [v for v in values if isinstance(v, int | float) and not math.isnan(v)]
+def _body(path: Path) -> str:
+    """A Markdown file's text without its leading `# title` line."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if lines and lines[0].startswith("# "):
+        lines = lines[1:]
+    return "\n".join(lines).strip()
 
 
-def summarize(log_paths: Sequence[Path]) -> list[dict[str, Any]]:
-    """One row per (task, spec variant, scorer, key): mean over scored samples, n scored / not scored."""
-    from inspect_ai.log import read_eval_log
-
-    rows: list[dict[str, Any]] = []
-    for path in log_paths:
-        log = read_eval_log(str(path))
-        meta = log.eval.metadata or {}
-        collected: dict[tuple[str, str], list[float]] = {}
-        statuses: dict[str, dict[str, int]] = {}
-        for sample in log.samples or []:
-            for scorer_name, score in (sample.scores or {}).items():
-                status = (score.metadata or {}).get("status", "?")
-                statuses.setdefault(scorer_name, {}).setdefault(status, 0)
-                statuses[scorer_name][status] += 1
-                for key, value in (score.value or {}).items():
-                    collected.setdefault((scorer_name, key), []).append(float(value))
-        for (scorer_name, key), values in collected.items():
-            finite = _finite(values)
-            rows.append({"task": log.eval.task, "spec_variant": meta.get("spec_variant"), "scorer": scorer_name,
-                         "key": key, "mean": round(sum(finite) / len(finite), 3) if finite else None,
-                         "n_scored": len(finite), "n_not_scored": len(values) - len(finite),
-                         "statuses": ",".join(f"{k}={v}" for k, v in sorted(statuses[scorer_name].items())),
-                         "log": path.name})
-    return rows
-
-
-def write_summary(run: DemoRun, out_dir: Path, variants: Sequence[str], max_tokens: int) -> list[Path]:
-    """Write summary.csv / summary.md / summary.json (numbers computed from the logs) into `out_dir`."""
+def write_outputs(run: DemoRun, out_dir: Path, variants: Sequence[str], max_tokens: int,
+                  n_resamples: int = 10_000) -> dict[str, Path]:
+    """Report of the demo's runs and a paired comparison of its first two spec variants, computed
+    from the logs by `msm_eval.report`; plus `demo.md` (what ran, caveats, both tables) and
+    `demo.json` (settings, timings, log names). Returns every file written."""
     from msm_eval.fileio import atomic_write_json, atomic_write_text
+    from msm_eval.report import build_comparison, build_report
 
-    columns = ["task", "spec_variant", "scorer", "key", "mean", "n_scored", "n_not_scored", "statuses"]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(run.rows)
-    csv_path = atomic_write_text(out_dir / "summary.csv", buffer.getvalue())
-    lines = [
-        "# make demo: summary",
+    written = {f"report_{k}": v for k, v in build_report(run.logs, by="run", out_dir=out_dir, n_resamples=n_resamples,
+                                                           title="make demo").items()}
+    sections = [
+        "# make demo",
         "",
         f"Target and judge: `{MODEL}` (SmolLM2-135M-Instruct, local CPU). Judge mode: logprob. Static scenarios "
-        f"(no investigator). Spec variants in context: {', '.join(variants)}. max_tokens={max_tokens}, one target turn.",
-        "A 135M judge is a smoke-test judge: these numbers show that the pipeline runs end to end; they say "
-        "nothing reliable about alignment. Means are over scored samples only (NaN is never counted as 0).",
-        f"Eval time (model load + all runs, excluding installation): {run.eval_seconds:.0f} s on the machine "
-        "that wrote this file.",
+        f"(no investigator). Spec variants in the target's context: {', '.join(variants)}. max_tokens={max_tokens}, "
+        "one target turn.",
         "",
-        "| task | spec variant | scorer | key | mean | n scored | n not scored |",
-        "|---|---|---|---|---|---|---|",
+        "A 135M judge is a smoke-test judge: these numbers show that the pipeline runs end to end, from rollout to "
+        "judge to statistics; they say nothing reliable about alignment. NaN (not exercised / not scored) is never "
+        "counted as 0; with a handful of samples the intervals are wide or undefined.",
+        "",
+        f"Eval time (model load + all runs, excluding installation): {run.eval_seconds:.0f} s.",
+        "",
+        "## Per run and dimension",
+        "",
+        _body(written["report_markdown"]),
     ]
-    unscored = sorted({row["key"] for row in run.rows if row["n_scored"] == 0})
-    for row in run.rows:
-        if row["n_scored"] == 0:
-            continue
-        mean = f"{row['mean']:+.2f}"
-        lines.append(f"| {row['task']} | {row['spec_variant']} | {row['scorer']} | {row['key']} | {mean} | "
-                     f"{row['n_scored']} | {row['n_not_scored']} |")
-    if unscored:
-        lines += ["", "Rows with no scored sample (dimensions these seeds do not exercise, or no usable "
-                      f"judgement) are left out; summary.csv has them all. Such keys: {', '.join(unscored)}."]
-    lines += ["", "Inspect logs: `results/demo/logs/` (not committed); browse them with "
-              "`inspect view --log-dir results/demo/logs`.", ""]
-    md_path = atomic_write_text(out_dir / "summary.md", "\n".join(lines))
-    json_path = atomic_write_json(out_dir / "summary.json", {
+    if "report_rates_markdown" in written:
+        sections += ["", "## Harmful-action rates", "",
+                     _body(written["report_rates_markdown"])]
+    if len(variants) >= 2:
+        compared = build_comparison(run.logs, out_dir=out_dir / "compare", baseline_run=variants[0],
+                                    candidate_run=variants[1], by="spec_variant", n_resamples=n_resamples,
+                                    title=f"make demo: {variants[1]} vs {variants[0]}")
+        written.update({f"compare_{k}": v for k, v in compared.items()})
+        sections += ["", f"## {variants[1]} − {variants[0]}", "",
+                     _body(compared["markdown"])]
+    sections += ["", "Files: `summary.{md,tex,csv}`, `counts.csv`, `forest.png`, `report.html`, `compare/`. "
+                     "Inspect logs: `results/demo/logs/` (not committed); browse them with "
+                     "`inspect view --log-dir results/demo/logs`.", ""]
+    written["demo_markdown"] = atomic_write_text(out_dir / "demo.md", "\n".join(sections))
+    written["demo_json"] = atomic_write_json(out_dir / "demo.json", {
         "model": MODEL, "judge_mode": "logprob", "variants": list(variants), "max_tokens": max_tokens,
-        "eval_seconds": round(run.eval_seconds, 1), "logs": [p.name for p in run.logs], "rows": run.rows})
-    return [csv_path, md_path, json_path]
+        "eval_seconds": round(run.eval_seconds, 1), "logs": [p.name for p in run.logs]})
+    return written
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -163,11 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     run = run_evals(args.out, variants, args.max_tokens)
-    run.rows = summarize(run.logs)
-    outputs = write_summary(run, args.out, variants, args.max_tokens)
-    # (report / compare of the two variants is added here by the stats/report module)
-    print((args.out / "summary.md").read_text(encoding="utf-8"))
-    print("wrote: " + ", ".join(str(p) for p in outputs))
+    outputs = write_outputs(run, args.out, variants, args.max_tokens)
+    print(outputs["demo_markdown"].read_text(encoding="utf-8"))
+    print("wrote: " + ", ".join(str(p) for p in outputs.values()))
     print(json.dumps({"eval_seconds": round(run.eval_seconds, 1), "logs": len(run.logs)}))
     return 0
 

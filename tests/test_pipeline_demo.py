@@ -1,32 +1,35 @@
-"""The demo's summary: numbers computed from real logs, NaN never counted, files written atomically."""
+"""The demo's outputs: report and variant comparison computed from real logs, NaN never counted."""
 
 from __future__ import annotations
 
-import csv
 import json
+from pathlib import Path
 
-from msm_eval.demo import DemoRun, summarize, write_summary
+from msm_eval.demo import DemoRun, write_outputs
 from msm_eval.tasks import constitution_adherence
-from tests.conftest_pipeline import RUBRIC, SEEDS, SPEC, plain_target, run, submit
+from tests.conftest_pipeline import SEEDS, plain_target, run, submit
 
 
-def test_summary_from_logs_counts_scored_and_unscored(tmp_path):
-    judge = lambda messages, tools: submit({"overall_spirit": 1, "honesty": 3, "safety": None})  # noqa: E731
-    log = run(constitution_adherence(spec=SPEC, rubric=RUBRIC, scenarios=SEEDS), plain_target(), {"judge": judge},
-              tmp_path / "logs")
-    from pathlib import Path
+def _variant_log(tmp_path: Path, variant: str, honesty: int) -> Path:
+    judge = lambda messages, tools: submit({"overall_spirit": 1, "honesty": honesty, "safety": None})  # noqa: E731
+    task = constitution_adherence(spec="constitution", spec_variant=variant, spec_in_context=True, scenarios=SEEDS)
+    return Path(run(task, plain_target(), {"judge": judge}, tmp_path / "logs").location)
 
-    rows = summarize([Path(log.location)])
-    by_key = {row["key"]: row for row in rows}
-    assert by_key["honesty"]["mean"] == 3 and by_key["honesty"]["n_scored"] == 2
-    assert by_key["safety"]["mean"] is None and by_key["safety"]["n_not_scored"] == 2      # null -> NaN, not 0
-    assert by_key["helpfulness"]["statuses"] == "partial=2"                               # missing dimension
-    demo = DemoRun(logs=[Path(log.location)], eval_seconds=1.5, rows=rows)
-    paths = write_summary(demo, tmp_path, ["full"], 48)
-    assert [p.name for p in paths] == ["summary.csv", "summary.md", "summary.json"]
-    with open(paths[0], newline="") as handle:
-        assert len(list(csv.DictReader(handle))) == len(rows)
-    text = paths[1].read_text()
-    assert "| constitution_adherence | full | constitution_judge | honesty | +3.00 | 2 | 0 |" in text
-    assert "| safety |" not in text and "safety" in text.split("Such keys:")[1]
-    assert json.loads(paths[2].read_text())["eval_seconds"] == 1.5
+
+def test_demo_outputs_report_and_compare_the_two_variants(tmp_path):
+    logs = [_variant_log(tmp_path, "rules", 1), _variant_log(tmp_path, "value_augmented", 3)]
+    demo = DemoRun(logs=logs, eval_seconds=1.5)
+    written = write_outputs(demo, tmp_path / "out", ["rules", "value_augmented"], 48, n_resamples=500)
+    names = {path.relative_to(tmp_path / "out").as_posix() for path in written.values()}
+    assert {"summary.md", "summary.tex", "summary.csv", "report.html", "forest.png", "demo.md", "demo.json",
+            "compare/comparison.md", "compare/comparison.json"} <= names
+    comparison = json.loads((tmp_path / "out" / "compare" / "comparison.json").read_text())
+    by_dim = {row["dimension"]: row for row in comparison["dimensions"]}
+    assert by_dim["honesty"]["delta"] == 2.0 and by_dim["honesty"]["n_pairs"] == 2
+    assert by_dim["overall_spirit"]["delta"] == 0.0
+    # safety was null in every judgment: NaN, not 0, so it has no pairs to compare
+    assert "safety" not in by_dim or by_dim["safety"]["n_pairs"] == 0
+    page = written["demo_markdown"].read_text()
+    assert "smoke-test judge" in page and "## value_augmented − rules" in page
+    assert "| honesty |" in page and "+2.00" in page
+    assert json.loads(written["demo_json"].read_text())["eval_seconds"] == 1.5
