@@ -3,7 +3,8 @@
 Exit codes: 0 pass, 1 regression, 2 unusable input. Input is unusable when a side cannot be read,
 a log did not finish (`status` error / cancelled), the two sides were not run on the same scenario
 set, rubric, judge or judge mode (unless `allow_mismatch`), a gated dimension is missing, too many
-samples went unscored, or a dimension has too few paired samples to test.
+samples went unscored, a side holds no scores, a dimension has too few paired samples to
+test, or a setting (alpha, margin, min_pairs, max_unscored, mode) is invalid.
 
 Modes (per gated dimension, differences oriented so that "worse" is negative; dimensions where
 lower is better, such as the harmful-action rate, are flipped):
@@ -27,7 +28,7 @@ import pandas as pd
 
 from msm_eval.errors import MsmEvalError
 from msm_eval.fileio import atomic_write_json
-from msm_eval.results import NO_DIMENSION, USABLE_STATUSES, load, stack_sides, to_json_records
+from msm_eval.results import NO_DIMENSION, STATUSES, USABLE_STATUSES, load, stack_sides, to_json_records
 
 Mode = Literal["detect", "noninferiority"]
 EXIT_PASS, EXIT_REGRESSION, EXIT_UNUSABLE = 0, 1, 2
@@ -52,12 +53,14 @@ class GateResult:
     warnings: list[str] = field(default_factory=list)
     runs: dict[str, list[str]] = field(default_factory=dict)
     ci_level: float = 0.95
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # side -> sample-epochs per status
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready verdict."""
         return {"verdict": self.verdict, "exit_code": self.exit_code, "mode": self.mode,
                 "margin": self.margin, "alpha": self.alpha, "ci_level": self.ci_level, "dims": self.dims,
                 "problems": self.problems, "warnings": self.warnings, "runs": self.runs,
+                "counts": self.counts,
                 "dimensions": to_json_records(self.table) if self.table is not None else []}
 
     def render(self) -> str:
@@ -66,7 +69,12 @@ class GateResult:
                  f"alpha={self.alpha:g}; CI = two-sided {self.ci_level:.0%} paired cluster bootstrap; "
                  "p_adj = one-sided sign-flip test of a drop, Holm)"]
         for side, runs in self.runs.items():
-            lines.append(f"  {side}: {', '.join(runs) if runs else '-'}")
+            tally = self.counts.get(side)
+            detail = ""
+            if tally:
+                detail = f" [{tally['total']} sample-epochs: " + ", ".join(
+                    f"{tally[k]} {k}" for k in ("scored", "partial", "unscored", "refused", "error")) + "]"
+            lines.append(f"  {side}: {', '.join(runs) if runs else '-'}{detail}")
         if self.table is not None and not self.table.empty:
             header = f"  {'dimension':<24} {'pairs':>5} {'clus':>4} {'base':>7} {'cand':>7} {'delta':>7} " \
                      f"{'CI':>17} {'p_adj':>7}  result"
@@ -100,16 +108,20 @@ def run_gate(baseline: Source, candidate: Source, *, margin: float | None = None
              dims: Sequence[str] | None = None, alpha: float = 0.05, mode: Mode = "detect",
              allow_mismatch: bool = False, n_resamples: int = 10_000, seed: int = 0,
              min_pairs: int = 10, max_unscored: float = 0.2) -> GateResult:
-    """Gate `candidate` against `baseline` (log files, folders, exported CSV, or tidy frames)."""
-    if mode not in DEFAULT_MARGIN:
-        raise MsmEvalError(f"unknown gate mode '{mode}'", field="mode", hint="use detect or noninferiority")
-    if not 0 < alpha < 0.5:
-        raise MsmEvalError(f"alpha must be in (0, 0.5), got {alpha}", field="alpha")
-    margin = DEFAULT_MARGIN[mode] if margin is None else float(margin)
-    if margin < 0:
-        raise MsmEvalError(f"margin must be >= 0, got {margin}", field="margin")
-    result = GateResult("unusable", EXIT_UNUSABLE, mode, margin, alpha,
+    """Gate `candidate` against `baseline` (log files, folders, exported CSV, or tidy frames).
+
+    Never raises for bad input: every reason to refuse (including invalid `mode`, `alpha`,
+    `margin`, `min_pairs` or `max_unscored`) becomes a `problems` entry of an "unusable" result
+    with exit code 2, so a `--json` verdict is written in every case.
+    """
+    settings = _setting_problems(mode, alpha, margin, min_pairs, max_unscored)
+    resolved = DEFAULT_MARGIN.get(mode, 0.0) if margin is None else float(margin)
+    result = GateResult("unusable", EXIT_UNUSABLE, str(mode), resolved, float(alpha),
                         ci_level=1 - alpha if mode == "detect" else 1 - 2 * alpha)
+    if settings:
+        result.problems.extend(settings)
+        return result
+    margin = resolved
     frames: dict[str, pd.DataFrame] = {}
     for side, source in (("baseline", baseline), ("candidate", candidate)):
         try:
@@ -121,6 +133,7 @@ def run_gate(baseline: Source, candidate: Source, *, margin: float | None = None
     base, cand = frames["baseline"], frames["candidate"]
     result.runs = {"baseline": sorted(base["run"].unique().tolist()),
                    "candidate": sorted(cand["run"].unique().tolist())}
+    result.counts = {side: status_counts(frame) for side, frame in frames.items()}
     problems = result.problems
     for side, frame in frames.items():
         problems.extend(_side_problems(side, frame, max_unscored))
@@ -166,6 +179,32 @@ def run_gate(baseline: Source, candidate: Source, *, margin: float | None = None
     return result
 
 
+def status_counts(frame: pd.DataFrame) -> dict[str, int]:
+    """Sample-epochs of a side by judge status (`scored, partial, unscored, refused, error`) and
+    `total`: the denominator every gate verdict is computed from."""
+    rows = frame.drop_duplicates(["run", "sample_id", "epoch"])
+    tally = {status: int((rows["status"] == status).sum()) for status in STATUSES}
+    tally["total"] = int(len(rows))
+    return tally
+
+
+def _setting_problems(mode: str, alpha: float, margin: float | None, min_pairs: int,
+                      max_unscored: float) -> list[str]:
+    """Invalid gate settings, each named with its option and the allowed range."""
+    problems = []
+    if mode not in DEFAULT_MARGIN:
+        problems.append(f"unknown --mode '{mode}' (use detect or noninferiority)")
+    if not (isinstance(alpha, (int, float)) and 0 < alpha < 0.5):
+        problems.append(f"--alpha must be in (0, 0.5), got {alpha}")
+    if margin is not None and not (np.isfinite(margin) and margin >= 0):
+        problems.append(f"--margin must be a number >= 0 (a tolerated drop), got {margin}")
+    if min_pairs < 2:
+        problems.append(f"--min-pairs must be at least 2, got {min_pairs}")
+    if not 0 <= max_unscored <= 1:
+        problems.append(f"--max-unscored must be a share in [0, 1], got {max_unscored}")
+    return problems
+
+
 def _dimensions(frame: pd.DataFrame) -> set[str]:
     return set(frame.loc[frame["dimension"] != NO_DIMENSION, "dimension"].unique().tolist())
 
@@ -190,7 +229,10 @@ def _side_problems(side: str, frame: pd.DataFrame, max_unscored: float) -> list[
                         f"({', '.join(f'{k} {v}' for k, v in kinds.items())}), above the "
                         f"{max_unscored:.0%} limit")
     if data.empty:
-        problems.append(f"{side} holds no scored dimensions")
+        problems.append(f"{side} holds no scored dimensions (every sample failed before scoring)")
+    elif data["score"].notna().sum() == 0:
+        problems.append(f"{side} holds no scores: all {len(data)} rows are NaN (check the judge role "
+                        "and the log's score metadata)")
     return problems
 
 
@@ -203,12 +245,17 @@ def _provenance_mismatches(base: pd.DataFrame, cand: pd.DataFrame) -> list[str]:
                 continue
             bv, cv = sorted(set(b[column].astype(str))), sorted(set(c[column].astype(str)))
             if bv != cv:
-                out.append(f"task '{task}': {column} differs: baseline {', '.join(map(repr, bv))} "
-                           f"vs candidate {', '.join(map(repr, cv))}")
+                out.append(f"task '{task}': {column} differs: baseline {_values(bv)} vs candidate {_values(cv)}")
     only_b, only_c = set(base["task"]) - set(cand["task"]), set(cand["task"]) - set(base["task"])
     if only_b or only_c:
         out.append(f"tasks differ: baseline only {sorted(only_b)}, candidate only {sorted(only_c)}")
     return out
+
+
+def _values(values: list[str]) -> str:
+    """Provenance values for a message; an empty value reads as "(not recorded)" (e.g. a CSV
+    exported without that column)."""
+    return ", ".join(repr(v) if v else "(not recorded)" for v in values)
 
 
 def _gate_table(base: pd.DataFrame, cand: pd.DataFrame, gated: list[str], mode: str, alpha: float,
@@ -232,5 +279,6 @@ def _gate_table(base: pd.DataFrame, cand: pd.DataFrame, gated: list[str], mode: 
     table["ci_high"] = np.where(orientation > 0, high, -low)
     table["orientation"] = orientation
     table["result"] = ""
+    count_columns = [c for c in table.columns if c.startswith(("baseline_", "candidate_")) and not c.endswith("_mean")]
     return table[["dimension", "n_pairs", "clusters", "baseline_mean", "candidate_mean", "delta", "se",
-                  "ci_low", "ci_high", "p_value", "p_adj", "corr", "method", "orientation", "result"]]
+                  "ci_low", "ci_high", "p_value", "p_adj", "corr", "method", "orientation", "result"] + count_columns]

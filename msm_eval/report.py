@@ -2,7 +2,11 @@
 (booktabs), CSV, JSON and a self-contained HTML page, plus forest plots (PNG).
 
 `build_report(paths, by, out_dir)` and `build_comparison(baseline, candidate, out_dir)` return the
-files they wrote; the `msm-eval report` / `msm-eval compare` commands are thin wrappers.
+files they wrote by kind; `write_report(sources, out_dir, by)` and `write_comparison(sources, out_dir,
+baseline, candidate, by)` are one-call versions returning a list of paths. The `msm-eval report` /
+`msm-eval compare` commands are thin wrappers. Every table carries its denominators: scored
+samples and clusters next to each estimate, and the sample-epochs that were not exercised,
+unscored, refused or errored.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import base64
 import datetime as _dt
 import io
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +88,43 @@ def summary_markdown(summary: pd.DataFrame, by: Sequence[str], level: float) -> 
     lines.append("")
     lines.append(f"Mean score per dimension (−3..+3) with {level:.0%} cluster-bootstrap interval "
                  "(BCa); (n scored samples / clusters).")
+    if all(c in summary.columns for c in COUNT_COLUMNS):
+        lines += ["", "Denominators (sample-epochs): scored / not exercised / unscored / refused / error. "
+                  "Only scored ones enter the means; the others are never counted as 0.", "",
+                  "| dimension | " + " | ".join(_md(g) for g in groups) + " |",
+                  "|---|" + "---|" * len(groups)]
+        for dim in dims:
+            row = [_md(dim)]
+            for group in groups:
+                item = cells.get((dim, group))
+                row.append("–" if item is None else _counts_cell(item))
+            lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
+
+
+COUNT_COLUMNS = ("scored", "missing", "unscored", "refused", "error")
+
+
+def _counts_cell(row: Any, prefix: str = "") -> str:
+    """`scored / missing / unscored / refused / error` of one summary or comparison row."""
+    return " / ".join(str(_int(row[prefix + c])) for c in COUNT_COLUMNS)
+
+
+def _int(value: Any) -> int:
+    return 0 if value is None or (isinstance(value, float) and not math.isfinite(value)) else int(value)
+
+
+def _unusable(row: Any, prefix: str = "") -> int:
+    """Sample-epochs without a usable judge score (unscored + refused + error)."""
+    return sum(_int(row[prefix + c]) for c in ("unscored", "refused", "error"))
+
+
+def _span(values: Sequence[int]) -> str:
+    """`a` when all values are equal, else `min–max`."""
+    if not values:
+        return "0"
+    low, high = min(values), max(values)
+    return str(low) if low == high else f"{low}–{high}"
 
 
 def _md(text: Any) -> str:
@@ -107,15 +147,24 @@ def summary_latex(summary: pd.DataFrame, by: Sequence[str], level: float, captio
                 row.append(f"${_num(item['mean'])}$ {{\\scriptsize $[{_num(item['ci_low'])}, {_num(item['ci_high'])}]$}}")
         lines.append(" & ".join(row) + r" \\")
     lines.append(r"\midrule")
-    n_row = ["$n$ / clusters"]
+    footer = {"$n$ / clusters": [], "Not exercised": [], "Unscored / refused / error": []}
+    has_counts = all(c in summary.columns for c in COUNT_COLUMNS)
     for group in groups:
         items = [cells[(d, group)] for d in dims if (d, group) in cells]
-        n = max((int(i["n"]) for i in items), default=0)
-        c = max((int(i["clusters"]) for i in items), default=0)
-        n_row.append(f"{n} / {c}")
-    lines += [" & ".join(n_row) + r" \\", r"\bottomrule", r"\end{tabular}",
-              r"\caption{" + latex_escape(caption or f"Mean adherence per dimension (-3..+3) with {level:.0%} "
-                                                    "cluster-bootstrap BCa intervals.") + "}",
+        footer["$n$ / clusters"].append(f"{_span([_int(i['n']) for i in items])} / "
+                                        f"{_span([_int(i['clusters']) for i in items])}")
+        if has_counts:
+            footer["Not exercised"].append(_span([_int(i["missing"]) for i in items]))
+            footer["Unscored / refused / error"].append(" / ".join(
+                _span([_int(i[c]) for i in items]) for c in ("unscored", "refused", "error")))
+    for label, values in footer.items():
+        if values:
+            lines.append(" & ".join([label] + values).replace("–", "--") + r" \\")
+    note = (f"Mean adherence per dimension (-3..+3) with {level:.0%} cluster-bootstrap BCa intervals; "
+            "n = scored samples (epochs averaged), ranges over dimensions."
+            + (" Not exercised / unscored / refused / error count sample-epochs left out of the means."
+               if has_counts else ""))
+    lines += [r"\bottomrule", r"\end{tabular}", r"\caption{" + latex_escape(caption or note) + "}",
               r"\end{table}"]
     return "\n".join(lines) + "\n"
 
@@ -124,29 +173,41 @@ def comparison_markdown(table: pd.DataFrame, baseline: str, candidate: str, leve
     """Markdown table of paired differences."""
     lines = [f"Paired difference {_md(candidate)} − {_md(baseline)} ({level:.0%} cluster-bootstrap interval; "
              f"sign-flip permutation p; adjusted: {correction or 'none'})", "",
-             "| dimension | baseline | candidate | Δ [CI] | p | p adj | pairs / clusters | corr | MDE |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| dimension | baseline | candidate | Δ [CI] | p | p adj | pairs / clusters | corr | MDE | "
+             "not exercised b / c | unusable b / c |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    has_counts = all(f"{side}_{c}" in table.columns for side in ("baseline", "candidate") for c in COUNT_COLUMNS)
     for _, row in table.iterrows():
+        counts_cells = (f"{_int(row['baseline_missing'])} / {_int(row['candidate_missing'])} | "
+                        f"{_unusable(row, 'baseline_')} / {_unusable(row, 'candidate_')}") if has_counts else "– | –"
         lines.append(f"| {_md(row['dimension'])} | {_num(row['baseline_mean'])} | {_num(row['candidate_mean'])} | "
                      f"{_num(row['delta'], signed=True)} [{_num(row['ci_low'], signed=True)}, {_num(row['ci_high'], signed=True)}] | "
                      f"{_p(row['p_value'])} | {_p(row['p_adj'])} | {int(row['n_pairs'])} / {int(row['clusters'])} | "
-                     f"{_num(row['corr'])} | {_num(row['mde'])} |")
+                     f"{_num(row['corr'])} | {_num(row['mde'])} | {counts_cells} |")
+    lines += ["", "Baseline / candidate sample-epochs left out of the pairs: not exercised (dimension NaN) and "
+              "unusable (judge unscored, refused or error; never counted as 0). Per-status counts are in the "
+              "CSV / JSON."]
     return "\n".join(lines) + "\n"
 
 
 def comparison_latex(table: pd.DataFrame, baseline: str, candidate: str, level: float, correction: str | None) -> str:
     """Booktabs table of paired differences."""
-    lines = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{lrrcrrrr}", r"\toprule",
-             r"Dimension & Baseline & Candidate & $\Delta$ [CI] & $p$ & $p_{\mathrm{adj}}$ & Pairs / clusters & $r$ \\",
+    lines = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{lrrcrrrrr}", r"\toprule",
+             r"Dimension & Baseline & Candidate & $\Delta$ [CI] & $p$ & $p_{\mathrm{adj}}$ & Pairs / clusters & $r$ "
+             r"& Unusable \\",
              r"\midrule"]
+    has_counts = all(f"{side}_{c}" in table.columns for side in ("baseline", "candidate") for c in COUNT_COLUMNS)
     for _, row in table.iterrows():
+        unusable = f"{_unusable(row, 'baseline_')} / {_unusable(row, 'candidate_')}" if has_counts else "--"
         lines.append(f"{latex_escape(row['dimension'])} & ${_num(row['baseline_mean'])}$ & ${_num(row['candidate_mean'])}$ & "
                      f"${_num(row['delta'], signed=True)}$ {{\\scriptsize $[{_num(row['ci_low'], signed=True)}, "
                      f"{_num(row['ci_high'], signed=True)}]$}} & {latex_escape(_p(row['p_value']))} & "
                      f"{latex_escape(_p(row['p_adj']))} & {int(row['n_pairs'])} / {int(row['clusters'])} & "
-                     f"${_num(row['corr'])}$ \\\\")
+                     f"${_num(row['corr'])}$ & {unusable} \\\\")
     caption = (f"Paired difference {candidate} minus {baseline} per dimension with {level:.0%} cluster-bootstrap "
-               f"intervals; cluster sign-flip permutation p-values, adjusted by {correction or 'none'}.")
+               f"intervals; cluster sign-flip permutation p-values, adjusted by {correction or 'none'}. "
+               "Unusable: baseline / candidate sample-epochs without a usable judge score (unscored, refused "
+               "or error), left out of the pairs.")
     lines += [r"\bottomrule", r"\end{tabular}", r"\caption{" + latex_escape(caption) + "}", r"\end{table}"]
     return "\n".join(lines).replace("–", "--") + "\n"
 
@@ -156,17 +217,25 @@ def rates_markdown(table: pd.DataFrame, level: float) -> str:
     if table.empty:
         return ""
     keys = [c for c in table.columns if c not in RATE_COLUMNS]
-    lines = ["| " + " | ".join(_md(k) for k in keys) + " | rate | Wilson | cluster bootstrap | n / clusters |",
-             "|" + "---|" * (len(keys) + 4)]
+    has_counts = all(c in table.columns for c in COUNT_COLUMNS)
+    lines = ["| " + " | ".join(_md(k) for k in keys) + " | rate | Wilson | Wilson, clustered | cluster bootstrap | "
+             "n / clusters | scored / n.e. / unscored / refused / error |",
+             "|" + "---|" * (len(keys) + 6)]
     for _, row in table.iterrows():
         lines.append("| " + " | ".join(_md(row[k]) for k in keys) +
                      f" | {_num(row['rate'], 3)} | [{_num(row['wilson_low'], 3)}, {_num(row['wilson_high'], 3)}] | "
-                     f"[{_num(row['ci_low'], 3)}, {_num(row['ci_high'], 3)}] | {int(row['n'])} / {int(row['clusters'])} |")
-    lines += ["", f"{level:.0%} intervals. Wilson ignores clustering; the cluster bootstrap resamples scenario seeds."]
+                     f"[{_num(row['wilson_cluster_low'], 3)}, {_num(row['wilson_cluster_high'], 3)}] | "
+                     f"[{_num(row['ci_low'], 3)}, {_num(row['ci_high'], 3)}] | {int(row['n'])} / {int(row['clusters'])} | "
+                     f"{_counts_cell(row) if has_counts else '–'} |")
+    lines += ["", f"{level:.0%} intervals. Wilson ignores clustering; the clustered Wilson uses the Korn-Graubard "
+              "effective sample size and t with clusters - 1 df (the one to quote); the cluster bootstrap resamples "
+              "scenario seeds and collapses to a point when every seed has the same rate (e.g. none harmful). "
+              "The last column counts sample-epochs (n.e. = not exercised); only scored ones enter the rate."]
     return "\n".join(lines) + "\n"
 
 
-RATE_COLUMNS = ("successes", "n", "clusters", "rate", "wilson_low", "wilson_high", "ci_low", "ci_high", "method",
+RATE_COLUMNS = ("successes", "n", "clusters", "rate", "wilson_low", "wilson_high", "wilson_cluster_low",
+                "wilson_cluster_high", "n_eff", "ci_low", "ci_high", "method",
                 "scored", "missing", "unscored", "refused", "error", "total")
 
 
@@ -266,29 +335,49 @@ def _frame(source: Source) -> pd.DataFrame:
     return source.copy() if isinstance(source, pd.DataFrame) else load(source)
 
 
-def build_report(paths: Source, by: str = "run", out_dir: str | Path = "results/report", *, level: float = 0.95,
-                 n_resamples: int = 10_000, seed: int = 0, title: str = "msm-eval report") -> dict[str, Path]:
-    """Summarise runs per `by` group and write summary.{md,tex,csv}, counts.csv, forest.png,
-    rates.{md,csv} (when harmful-action scores exist) and report.html into `out_dir`."""
+def report_keys(frame: pd.DataFrame, by: str | Sequence[str]) -> list[str]:
+    """The grouping columns for `by`: a column name, a comma-separated list of them, or a list.
+
+    `spec` alone expands to `spec, spec_variant` whenever variants are recorded: variants of one
+    spec are different texts, and pooling them would average different specs as if they were
+    epochs of one. Unknown columns raise `MsmEvalError` naming the choices."""
+    keys = [k.strip() for k in by.split(",") if k.strip()] if isinstance(by, str) else list(by)
+    if not keys:
+        raise MsmEvalError("empty --by", field="by", hint="use run, model, spec, spec_variant, judge or task")
+    missing = [k for k in keys if k not in frame.columns]
+    if missing:
+        conditions = sorted(c for c in frame.columns if c.startswith("cond_"))
+        raise MsmEvalError(f"cannot group by '{', '.join(missing)}': no such column", field="by",
+                           hint="use run, model, spec, spec_variant, judge, task"
+                                + (" or " + ", ".join(conditions) if conditions else " or a cond_<name> column"))
+    if keys == ["spec"] and "spec_variant" in frame.columns and (frame["spec_variant"].astype(str) != "").any():
+        keys = ["spec", "spec_variant"]
+    return keys
+
+
+def build_report(paths: Source, by: str | Sequence[str] = "run", out_dir: str | Path = "results/report", *,
+                 level: float = 0.95, n_resamples: int = 10_000, seed: int = 0,
+                 title: str = "msm-eval report") -> dict[str, Path]:
+    """Summarise runs per `by` group (see `report_keys`) and write summary.{md,tex,csv},
+    counts.csv, forest.png, rates.{md,csv} (when harmful-action scores exist), agreement.csv (when
+    the logs carry several judges / judge samples) and report.html into `out_dir`."""
     from msm_eval.stats import rates, summarize
 
     frame = _frame(paths)
-    if by not in frame.columns:
-        raise MsmEvalError(f"cannot group by '{by}': no such column", field="by",
-                           hint="use run, model, spec, spec_variant, judge, task or a cond_<name> column")
+    keys = report_keys(frame, by)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     score_frame = frame[~frame["dimension"].isin(RATE_DIMENSIONS)]
-    summary = summarize(score_frame, by=by, level=level, n_resamples=n_resamples, seed=seed) if not score_frame.empty \
-        else pd.DataFrame(columns=[by, "dimension", "n", "clusters", "mean", "se", "ci_low", "ci_high", "method"])
+    summary = summarize(score_frame, by=keys, level=level, n_resamples=n_resamples, seed=seed) if not score_frame.empty \
+        else pd.DataFrame(columns=keys + ["dimension", "n", "clusters", "mean", "se", "ci_low", "ci_high", "method"])
     written: dict[str, Path] = {}
     written["csv"] = write_frame(summary, out / "summary.csv") if not summary.empty else \
         atomic_write_text(out / "summary.csv", ",".join(summary.columns) + "\n")
-    written["markdown"] = atomic_write_text(out / "summary.md", f"# {title}\n\n" + summary_markdown(summary, [by], level))
-    written["latex"] = atomic_write_text(out / "summary.tex", summary_latex(summary, [by], level))
-    honest = counts(frame, by)
+    written["markdown"] = atomic_write_text(out / "summary.md", f"# {title}\n\n" + summary_markdown(summary, keys, level))
+    written["latex"] = atomic_write_text(out / "summary.tex", summary_latex(summary, keys, level))
+    honest = counts(frame, keys)
     written["counts"] = write_frame(honest, out / "counts.csv")
-    rate_table = _condition_rates(frame, by, level, n_resamples, seed, rates)
+    rate_table = _condition_rates(frame, keys, level, n_resamples, seed, rates)
     if not rate_table.empty:
         written["rates_csv"] = write_frame(rate_table, out / "rates.csv")
         written["rates_markdown"] = atomic_write_text(out / "rates.md", "# Harmful-action rates\n\n" +
@@ -297,14 +386,16 @@ def build_report(paths: Source, by: str = "run", out_dir: str | Path = "results/
     if not agreement.empty:
         written["agreement"] = write_frame(agreement, out / "agreement.csv")
     if not summary.empty:
-        written["forest"] = forest_plot(summary, by, out / "forest.png", f"{title}: mean per dimension ({level:.0%} CI)")
+        labelled = summary.assign(group=[_group_label(keys, tuple(row)) for row in summary[keys].itertuples(index=False)])
+        written["forest"] = forest_plot(labelled, "group", out / "forest.png",
+                                        f"{title}: mean per dimension ({level:.0%} CI)")
     meta = run_metadata(frame)
-    summary_cols = [by, "dimension", "n", "clusters", "mean", "ci_low", "ci_high", "se", "method",
+    summary_cols = keys + ["dimension", "n", "clusters", "mean", "ci_low", "ci_high", "se", "method",
                     "missing", "unscored", "refused", "error"]
     summary_cols = [c for c in summary_cols if c in summary.columns]
     context = {
         "title": title, "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "level": f"{level:.0%}", "by": by,
+        "level": f"{level:.0%}", "by": ", ".join(keys),
         "sections": [
             {"heading": "Mean score per dimension", "columns": summary_cols,
              "rows": _html_rows(summary, summary_cols),
@@ -316,10 +407,12 @@ def build_report(paths: Source, by: str = "run", out_dir: str | Path = "results/
         "runs": {"columns": list(meta.columns), "rows": _html_rows(meta, list(meta.columns))},
     }
     if not rate_table.empty:
-        rate_cols = [c for c in rate_table.columns if c not in ("successes", "scored", "missing", "total")]
+        rate_cols = [c for c in rate_table.columns if c not in ("successes", "total")]
         context["sections"].append({"heading": "Harmful-action rates by condition", "columns": rate_cols,
                                     "rows": _html_rows(rate_table, rate_cols),
-                                    "note": "Wilson interval ignores clustering; ci_low / ci_high resample clusters."})
+                                    "note": "wilson_* ignores clustering; wilson_cluster_* uses the Korn-Graubard "
+                                            "effective n (n_eff) and t with clusters - 1 df; ci_low / ci_high resample "
+                                            "clusters (a point when every seed has the same rate)."})
     if not agreement.empty:
         agreement_cols = list(agreement.columns)
         context["sections"].append({"heading": "Judge agreement (Krippendorff's alpha)", "columns": agreement_cols,
@@ -354,26 +447,28 @@ def judge_agreement(paths: Source, level: str = "ordinal", n_resamples: int = 2_
     return pd.DataFrame(rows, columns=columns)
 
 
-def _condition_rates(frame: pd.DataFrame, by: str, level: float, n_resamples: int, seed: int, rates_fn) -> pd.DataFrame:
+def _condition_rates(frame: pd.DataFrame, keys: list[str], level: float, n_resamples: int, seed: int,
+                     rates_fn: Callable[..., pd.DataFrame]) -> pd.DataFrame:
     """Rates per group overall and split by each scenario condition column."""
     part = frame[frame["dimension"].isin(RATE_DIMENSIONS)]
     if part.empty:
         return pd.DataFrame()
     tables = []
-    overall = rates_fn(part, by=[by], dimensions=RATE_DIMENSIONS, level=level, n_resamples=n_resamples, seed=seed)
-    overall.insert(1, "condition", "(all)")
-    overall.insert(2, "value", "")
+    overall = rates_fn(part, by=keys, dimensions=RATE_DIMENSIONS, level=level, n_resamples=n_resamples, seed=seed)
+    overall.insert(len(keys), "condition", "(all)")
+    overall.insert(len(keys) + 1, "value", "")
     tables.append(overall)
-    for column in sorted(c for c in part.columns if c.startswith("cond_")):
+    for column in sorted(c for c in part.columns if c.startswith("cond_") and c not in keys):
         values = part[column].astype(str)
         if (values == "").all():
             continue
-        table = rates_fn(part, by=[by, column], dimensions=RATE_DIMENSIONS, level=level, n_resamples=n_resamples, seed=seed)
+        table = rates_fn(part, by=keys + [column], dimensions=RATE_DIMENSIONS, level=level, n_resamples=n_resamples,
+                         seed=seed)
         table = table.rename(columns={column: "value"})
-        table.insert(1, "condition", column.removeprefix("cond_"))
+        table.insert(len(keys), "condition", column.removeprefix("cond_"))
         tables.append(table)
     result = pd.concat(tables, ignore_index=True, sort=False)
-    lead = [by, "condition", "value", "dimension"]
+    lead = keys + ["condition", "value", "dimension"]
     return result[lead + [c for c in result.columns if c not in lead]]
 
 
@@ -388,6 +483,13 @@ def comparison_frame(baseline: Source, candidate: Source | None = None, *, basel
         sources = [baseline] if candidate is None else [baseline, candidate]
         frames = [_frame(s) for s in sources]
         frame = pd.concat(frames, ignore_index=True, sort=False) if len(frames) > 1 else frames[0]
+        if by not in frame.columns:
+            raise MsmEvalError(f"cannot compare by '{by}': no such column", field="by",
+                               hint="use run, model, spec, spec_variant, judge, task or a cond_<name> column")
+        if baseline_run == candidate_run:
+            raise MsmEvalError(f"baseline and candidate are both '{baseline_run}'", field="by",
+                               hint="choose two different values of " + by + ": "
+                                    + ", ".join(sorted(frame[by].astype(str).unique())))
         return frame, baseline_run, candidate_run, by
     sides = {"baseline": _frame(baseline), "candidate": _frame(candidate)}
     for side, frame in sides.items():
@@ -426,14 +528,17 @@ def build_comparison(baseline: Source, candidate: Source | None = None, out_dir:
     written["forest"] = forest_plot(plot_table, None, out / "forest_delta.png",
                                     f"{cand_name} − {base_name} ({level:.0%} CI)", zero_line=True)
     columns = ["dimension", "baseline_mean", "candidate_mean", "delta", "ci_low", "ci_high", "p_value", "p_adj",
-               "n_pairs", "clusters", "corr", "mde"]
+               "n_pairs", "clusters", "corr", "mde"] + [f"{side}_{c}" for side in ("baseline", "candidate")
+                                                        for c in COUNT_COLUMNS if f"{side}_{c}" in table.columns]
     context = {"title": title, "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                "level": f"{level:.0%}", "by": column,
                "sections": [{"heading": f"{cand_name} − {base_name}", "columns": columns,
                              "rows": _html_rows(table, columns),
                              "note": f"Paired on sample id, clustered on scenario seed; p from a cluster sign-flip "
                                      f"permutation test, adjusted across dimensions by {correction or 'none'}; "
-                                     "MDE = minimum detectable effect at 80% power."}],
+                                     "MDE = minimum detectable effect at 80% power; baseline_* / candidate_* "
+                                     "count sample-epochs per status (missing = not exercised; unscored, refused "
+                                     "and error are left out, never counted as 0)."}],
                "image": _png_data_uri(written["forest"]),
                "runs": {"columns": ["side", "runs"], "rows": [[k, ", ".join(v)] for k, v in runs.items()]}}
     written["html"] = atomic_write_text(out / "comparison.html", _render_html(context))

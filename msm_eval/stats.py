@@ -119,17 +119,16 @@ def _cluster_bootstrap(sums: np.ndarray, ns: np.ndarray, resampler: _Resampler, 
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (no data) give NaN
         se_all = np.nanstd(boot, axis=0, ddof=1) if boot.shape[0] > 1 else np.full(n_dims, np.nan)
     alpha = (1.0 - level) / 2.0
-    z_low, z_high = special.ndtri(alpha), special.ndtri(1.0 - alpha)
     sorted_boot = np.sort(boot, axis=0)  # NaN sorts last
     valid_counts = np.isfinite(boot).sum(0)
     for d in range(n_dims):
         if total_n[d] == 0:
             continue
+        if clusters_with_data[d] < 2:  # one cluster says nothing about between-cluster variation
+            method[d] = "too_few_clusters"
+            continue
         if values_equal[d]:
             se[d], low[d], high[d], method[d] = 0.0, estimate[d], estimate[d], "degenerate"
-            continue
-        if clusters_with_data[d] < 2:
-            method[d] = "too_few_clusters"
             continue
         column = sorted_boot[: valid_counts[d], d]
         spread = column[-1] - column[0] if column.size else 0.0
@@ -137,15 +136,22 @@ def _cluster_bootstrap(sums: np.ndarray, ns: np.ndarray, resampler: _Resampler, 
         if column.size < 2 or spread <= 1e-12 * (1.0 + abs(estimate[d])):
             se[d], low[d], high[d], method[d] = 0.0, estimate[d], estimate[d], "degenerate"
             continue
-        q_low, q_high, method[d] = _bca_levels(column, estimate[d], jack[:, d], alpha, z_low, z_high)
+        # small-sample expansion (Hesterberg's expanded percentile): t quantiles with C - 1 df in
+        # place of normal ones, so few clusters widen the interval as a t interval would
+        z = float(sps.t.ppf(1.0 - alpha, df=clusters_with_data[d] - 1))
+        q_low, q_high, method[d] = _bca_levels(column, estimate[d], jack[:, d], -z, z)
         low[d] = max(_quantile_sorted(column, q_low), bounds[0][d])
         high[d] = min(_quantile_sorted(column, q_high), bounds[1][d])
     return _Intervals(estimate, se, low, high, method)
 
 
-def _bca_levels(column: np.ndarray, estimate: float, jack: np.ndarray, alpha: float,
+def _bca_levels(column: np.ndarray, estimate: float, jack: np.ndarray,
                 z_low: float, z_high: float) -> tuple[float, float, str]:
-    """BCa-adjusted quantile levels, or the percentile levels when BCa is undefined."""
+    """BCa-adjusted quantile levels for the nominal quantiles `z_low`, `z_high`, or the
+    percentile levels (ndtr(z_low), ndtr(z_high)) when BCa is undefined (the bias correction is
+    infinite because every resample lies on one side of the estimate, or the acceleration makes
+    the adjustment non-monotone)."""
+    fallback = (float(special.ndtr(z_low)), float(special.ndtr(z_high)), "percentile")
     below = np.count_nonzero(column < estimate) + 0.5 * np.count_nonzero(column == estimate)
     z0 = special.ndtri(below / column.size)
     jack = jack[np.isfinite(jack)]
@@ -155,15 +161,15 @@ def _bca_levels(column: np.ndarray, estimate: float, jack: np.ndarray, alpha: fl
         denom = 6.0 * np.sum(dev ** 2) ** 1.5
         accel = float(np.sum(dev ** 3) / denom) if denom > 0 else 0.0
     if not np.isfinite(z0):
-        return alpha, 1.0 - alpha, "percentile"
+        return fallback
     levels = []
     for z in (z_low, z_high):
         shrink = 1.0 - accel * (z0 + z)
         if shrink <= 0:
-            return alpha, 1.0 - alpha, "percentile"
+            return fallback
         levels.append(float(special.ndtr(z0 + (z0 + z) / shrink)))
     if not all(np.isfinite(levels)):
-        return alpha, 1.0 - alpha, "percentile"
+        return fallback
     return levels[0], levels[1], "bca"
 
 
@@ -261,7 +267,9 @@ def compare(df: pd.DataFrame, baseline: str, candidate: str, by: str = "run", le
             n_resamples: int = 10_000, seed: int = 0, correction: Correction = "holm",
             alternative: Alternative = "two-sided", paired: bool = True) -> pd.DataFrame:
     """Per dimension, candidate - baseline: `delta, se, ci_low, ci_high, p_value, p_adj, n_pairs,
-    clusters, corr` plus `baseline_mean, candidate_mean, method, mde`.
+    clusters, corr` plus `baseline_mean, candidate_mean, method, mde` and each side's honest counts
+    of sample-epochs (`baseline_scored, baseline_missing, baseline_unscored, baseline_refused,
+    baseline_error` and the same with `candidate_`).
 
     Paired on `sample_id` (only samples both groups scored), clustered on the baseline's
     `cluster`; the p-value is a cluster-level sign-flip permutation test of the summed paired
@@ -280,7 +288,8 @@ def compare(df: pd.DataFrame, baseline: str, candidate: str, by: str = "run", le
     base = samples[samples[by] == baseline]
     cand = samples[samples[by] == candidate]
     if not paired:
-        return _compare_unpaired(base, cand, level, n_resamples, seed, correction, alternative)
+        unpaired = _compare_unpaired(base, cand, level, n_resamples, seed, correction, alternative)
+        return _with_side_counts(unpaired, df, by, baseline, candidate)
     merged = base.merge(cand, on=["dimension", "sample_id"], suffixes=("_b", "_c"))
     dims = sorted(set(base["dimension"]) | set(cand["dimension"]))
     merged = merged[merged["score_b"].notna() & merged["score_c"].notna()].copy()
@@ -307,6 +316,22 @@ def compare(df: pd.DataFrame, baseline: str, candidate: str, by: str = "run", le
                                         "candidate_mean", "method"])
     table.insert(table.columns.get_loc("p_value") + 1, "p_adj", adjust_p(table["p_value"].to_numpy(), correction))
     table["mde"] = minimum_detectable_effect(table["se"].to_numpy(), alpha=1.0 - level)
+    return _with_side_counts(table, df, by, baseline, candidate)
+
+
+COUNT_COLUMNS = ("scored", "missing", "unscored", "refused", "error")
+
+
+def _with_side_counts(table: pd.DataFrame, df: pd.DataFrame, by: str, baseline: str, candidate: str) -> pd.DataFrame:
+    """Append each side's honest denominators (sample-epochs per dimension: `baseline_scored`,
+    `baseline_missing`, `baseline_unscored`, `baseline_refused`, `baseline_error`, and the same
+    for `candidate_`), so every difference carries what was left out of its pairs."""
+    honest = counts(df, by)
+    for label, prefix in ((baseline, "baseline_"), (candidate, "candidate_")):
+        side = honest[honest[by] == label].set_index("dimension")
+        for column in COUNT_COLUMNS:
+            values = table["dimension"].map(side[column]) if not side.empty else pd.Series(0, index=table.index)
+            table[prefix + column] = values.fillna(0).astype(int).to_numpy()
     return table
 
 
@@ -432,9 +457,11 @@ def required_samples(effect: float, se: float, n: int, alpha: float = 0.05, powe
 
 # --------------------------------------------------------------------------- binary rates
 
-def wilson_interval(successes: np.ndarray | float, n: np.ndarray | float, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for a proportion (accepts fractional successes from epoch means)."""
-    z = sps.norm.ppf(1 - (1 - level) / 2)
+def wilson_interval(successes: np.ndarray | float, n: np.ndarray | float, level: float = 0.95,
+                    z: np.ndarray | float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval for a proportion (accepts fractional successes from epoch means and
+    fractional `n` from an effective sample size); `z` overrides the normal critical value."""
+    z = sps.norm.ppf(1 - (1 - level) / 2) if z is None else np.asarray(z, dtype=float)
     k, n = np.asarray(successes, dtype=float), np.asarray(n, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
         phat = k / n
@@ -444,22 +471,68 @@ def wilson_interval(successes: np.ndarray | float, n: np.ndarray | float, level:
     return centre - half, centre + half
 
 
+def clustered_wilson_interval(rate: np.ndarray | float, n: np.ndarray | float, clustered_var: np.ndarray | float,
+                              clusters: np.ndarray | float, level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Wilson interval with the Korn-Graubard effective sample size for clustered binary data.
+
+    `n_eff = rate (1 - rate) / clustered_var`, capped at `n` (clustering never adds information),
+    and a Student-t critical value with `clusters - 1` df. When `n_eff` cannot be estimated (rate
+    exactly 0 or 1, or zero clustered variance) the plain `n` is used, so the interval stays
+    informative where a cluster bootstrap collapses to a point (e.g. no harmful action at all).
+    The same construction as inspect's `ci_wilson(cluster=...)`. Returns (low, high, n_eff);
+    NaN with fewer than two clusters."""
+    rate, n = np.asarray(rate, dtype=float), np.asarray(n, dtype=float)
+    var, clusters = np.asarray(clustered_var, dtype=float), np.asarray(clusters, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        estimable = (rate > 0) & (rate < 1) & (var > 0)
+        n_eff = np.where(estimable, np.minimum(rate * (1 - rate) / np.where(var > 0, var, 1), n), n)
+        z = np.where(clusters >= 2, sps.t.ppf(1 - (1 - level) / 2, np.maximum(clusters - 1, 1)), np.nan)
+    low, high = wilson_interval(rate * n_eff, n_eff, level, z=z)
+    return low, high, n_eff
+
+
+def _clustered_variance(samples: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per group and dimension, the cluster-robust variance of the mean of sample scores
+    (ratio estimator, with the C/(C-1) finite-cluster factor): C/(C-1) sum_c (S_c - m N_c)^2 / N^2."""
+    data = samples[samples["score"].notna()]
+    per_cluster = data.groupby(keys + ["dimension", "cluster"], sort=True, observed=True)["score"].agg(["sum", "count"])
+    per_cluster = per_cluster.reset_index()
+    totals = per_cluster.groupby(keys + ["dimension"], observed=True).agg(total=("sum", "sum"), n=("count", "sum"),
+                                                                         clusters=("cluster", "nunique"))
+    per_cluster = per_cluster.merge(totals.reset_index(), on=keys + ["dimension"])
+    mean = per_cluster["total"] / per_cluster["n"]
+    per_cluster["sq"] = (per_cluster["sum"] - mean * per_cluster["count"]) ** 2
+    out = per_cluster.groupby(keys + ["dimension"], observed=True).agg(sq=("sq", "sum"), n=("n", "first"),
+                                                                      clusters=("clusters", "first")).reset_index()
+    c = out["clusters"].astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["clustered_var"] = np.where(c > 1, c / (c - 1) * out["sq"] / out["n"].astype(float) ** 2, np.nan)
+    return out[keys + ["dimension", "clustered_var"]]
+
+
 def rates(df: pd.DataFrame, by: str | Sequence[str] = "run", dimensions: Sequence[str] = ("harmful", "verdict"),
           level: float = 0.95, n_resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
-    """Binary rates (e.g. harmful action) per group and dimension: `successes, n, rate`, Wilson
-    interval (`wilson_low, wilson_high`, ignores clustering) and cluster-bootstrap interval
-    (`ci_low, ci_high`), with `clusters` and the honest counts."""
+    """Binary rates (e.g. harmful action) per group and dimension: `successes, n, rate`; the
+    Wilson interval (`wilson_low, wilson_high`, ignores clustering); the clustered Wilson interval
+    (`wilson_cluster_low, wilson_cluster_high`, Korn-Graubard effective sample size `n_eff`, t
+    with clusters - 1 df); the cluster-bootstrap interval (`ci_low, ci_high`, `method`); with
+    `clusters` and the honest counts."""
     keys = _keys(by)
     part = df[df["dimension"].isin(list(dimensions))]
     columns = keys + ["dimension", "successes", "n", "clusters", "rate", "wilson_low", "wilson_high",
-                      "ci_low", "ci_high", "method"]
+                      "wilson_cluster_low", "wilson_cluster_high", "n_eff", "ci_low", "ci_high", "method"]
     if part.empty:
         return pd.DataFrame(columns=columns)
     table = summarize(part, by=keys, level=level, n_resamples=n_resamples, seed=seed)
     table["rate"] = table["mean"]
     table["successes"] = table["mean"] * table["n"]
     table["wilson_low"], table["wilson_high"] = wilson_interval(table["successes"], table["n"], level)
-    extra = [c for c in table.columns if c not in columns and c not in ("mean", "se")]
+    variance = _clustered_variance(sample_level(part, keys), keys)
+    table = table.merge(variance, on=keys + ["dimension"], how="left")
+    low, high, n_eff = clustered_wilson_interval(table["rate"], table["n"], table["clustered_var"], table["clusters"],
+                                                 level)
+    table["wilson_cluster_low"], table["wilson_cluster_high"], table["n_eff"] = low, high, n_eff
+    extra = [c for c in table.columns if c not in columns and c not in ("mean", "se", "clustered_var")]
     return table[columns + extra]
 
 

@@ -191,3 +191,101 @@ def test_committed_example_baseline_is_a_valid_gate_input(tmp_path: Path) -> Non
     result = run_gate(frame, shifted, n_resamples=1_000, allow_mismatch=True)
     assert result.exit_code == 1
     assert result.table.set_index("dimension").loc["honesty", "result"] == "FAIL"
+
+
+# ------------------------------------------------------------------ audit additions
+
+def test_noninferiority_false_pass_rate_at_the_margin_is_about_alpha() -> None:
+    """True difference exactly -margin: a non-inferiority gate must pass at most ~alpha of the time."""
+    alpha, margin, trials, passes = 0.1, 0.3, 100, 0
+    for rep in range(trials):
+        frame = simulate_frame(30, 3, dims=1, runs=(0.0, -margin), cluster_sd=0.8, noise_sd=0.8, seed=500 + rep,
+                               shared_sample_sd=0.5)
+        base, cand = _sides(frame)
+        result = run_gate(base, cand, mode="noninferiority", margin=margin, alpha=alpha, n_resamples=500, seed=rep)
+        passes += result.exit_code == 0
+    assert passes <= sps.binom.ppf(0.99, trials, alpha), passes
+    assert passes >= sps.binom.ppf(0.01, trials, alpha) - 2, passes  # not vacuously strict either
+
+
+def test_judge_mode_and_task_mismatches_are_named() -> None:
+    base, cand = _sides(simulate_frame(10, 2, dims=1, runs=(0.0, 0.0), seed=0))
+    result = run_gate(base.assign(judge_mode="answer"), cand.assign(judge_mode="logprob"), n_resamples=100)
+    assert result.exit_code == 2
+    assert result.problems == ["task 't': judge_mode differs: baseline 'answer' vs candidate 'logprob' "
+                               "(pass --allow-mismatch to compare anyway)"]
+    result = run_gate(base, cand.assign(task="other_task"), n_resamples=100)
+    assert result.exit_code == 2
+    assert "tasks differ: baseline only ['t'], candidate only ['other_task']" in result.problems[0]
+
+
+def test_unrecorded_provenance_reads_as_not_recorded(tmp_path: Path) -> None:
+    base, cand = _sides(simulate_frame(10, 2, dims=1, runs=(0.0, 0.0), seed=0))
+    tidy_only = tmp_path / "tidy_only.csv"
+    base[results.TIDY_COLUMNS].to_csv(tidy_only, index=False)
+    result = run_gate(tidy_only, cand.assign(scenario_set_hash="abc"), n_resamples=100)
+    assert result.exit_code == 2
+    assert "scenario_set_hash differs: baseline (not recorded) vs candidate 'abc'" in result.problems[0]
+
+
+def test_csv_without_tidy_columns_is_unusable(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("run,score\nr,1\n")
+    base, _ = _sides(simulate_frame(10, 2, dims=1, runs=(0.0, 0.0), seed=0))
+    result = run_gate(base, bad)
+    assert result.exit_code == 2
+    assert result.problems[0].startswith(f"candidate: {bad}: missing required column(s): model, spec, judge")
+
+
+def test_side_without_any_score_is_unusable() -> None:
+    base, cand = _sides(simulate_frame(10, 2, dims=2, runs=(0.0, 0.0), seed=0))
+    cand["score"] = np.nan  # status stays "scored": every dimension "not exercised"
+    result = run_gate(base, cand, n_resamples=100)
+    assert result.exit_code == 2
+    assert result.problems == ["candidate holds no scores: all 40 rows are NaN (check the judge role and the "
+                               "log's score metadata)"]
+
+
+def test_side_where_every_sample_failed_names_both_problems(tmp_path: Path) -> None:
+    from conftest_results import BASE_META, RunPlan, grid_samples, judge_scores, write_logs
+
+    samples = grid_samples(2, 2)
+    [failed] = write_logs(tmp_path, [RunPlan(samples, judge_scores(), metadata=BASE_META,
+                                             failing_ids={s[0] for s in samples})])
+    base, _ = _sides(simulate_frame(10, 2, dims=1, runs=(0.0, 0.0), seed=0))
+    result = run_gate(base, failed, n_resamples=100, allow_mismatch=True)
+    assert result.exit_code == 2
+    text = " | ".join(result.problems)
+    assert "candidate: 4/4 sample-epochs have no usable score (error 4), above the 20% limit" in text
+    assert "candidate holds no scored dimensions (every sample failed before scoring)" in text
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--alpha", "0.7"], "--alpha must be in (0, 0.5), got 0.7"),
+    (["--margin", "-0.5"], "--margin must be a number >= 0 (a tolerated drop), got -0.5"),
+    (["--min-pairs", "1"], "--min-pairs must be at least 2, got 1"),
+    (["--max-unscored", "1.5"], "--max-unscored must be a share in [0, 1], got 1.5"),
+])
+def test_invalid_settings_exit_2_and_still_write_the_verdict(args: list[str], message: str, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    base, cand = _sides(simulate_frame(10, 2, dims=1, runs=(0.0, 0.0), seed=0))
+    base.to_csv(tmp_path / "base.csv", index=False)
+    cand.to_csv(tmp_path / "cand.csv", index=False)
+    verdict = tmp_path / "verdict.json"
+    code = main(["gate", str(tmp_path / "base.csv"), str(tmp_path / "cand.csv"), "--json", str(verdict), *args])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    payload = json.loads(verdict.read_text())
+    assert payload["verdict"] == "unusable" and payload["problems"] == [message]
+    assert run_gate(base, cand, mode="strict").problems == ["unknown --mode 'strict' (use detect or noninferiority)"]  # type: ignore[arg-type]
+
+
+def test_verdict_carries_the_denominators(logs: dict[str, Path]) -> None:
+    result = run_gate(logs["rules"], logs["value_augmented"], n_resamples=300)
+    assert result.exit_code == 0, result.render()
+    assert result.counts["baseline"] == {"scored": 42, "partial": 2, "unscored": 0, "refused": 2, "error": 2, "total": 48}
+    text = result.render()
+    assert "[48 sample-epochs: 42 scored, 2 partial, 0 unscored, 2 refused, 2 error]" in text
+    row = result.table.set_index("dimension").loc["helpfulness"]
+    assert (row["baseline_refused"], row["baseline_error"], row["baseline_missing"]) == (2, 2, 2)
+    assert result.to_dict()["counts"]["candidate"]["total"] == 24

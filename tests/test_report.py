@@ -138,3 +138,73 @@ def test_cli_report(logs: dict[str, Path], tmp_path: Path, capsys: pytest.Captur
 def test_latex_escape() -> None:
     assert report.latex_escape("a_b&c%d$e#f{g}~^\\") == (
         r"a\_b\&c\%d\$e\#f\{g\}\textasciitilde{}\textasciicircum{}\textbackslash{}")
+
+
+# ------------------------------------------------------------------ audit additions
+
+def test_tables_carry_the_denominators(written: dict[str, Path]) -> None:
+    text = written["markdown"].read_text()
+    denominators = text.split("Denominators (sample-epochs)")[1]
+    helpful = next(line for line in denominators.splitlines() if line.startswith("| helpfulness |"))
+    assert helpful == "| helpfulness | 42 / 2 / 0 / 2 / 2 | 24 / 0 / 0 / 0 / 0 |"  # rules | value_augmented
+    tex = written["latex"].read_text()
+    assert r"Unscored / refused / error & 0 / 2 / 2 & 0 / 0 / 0 \\" in tex
+    assert r"$n$ / clusters & 21--22 / 8 & 24 / 8 \\" in tex  # a range when n differs across dimensions
+    assert r"Not exercised & 0--2 & 0 \\" in tex
+    rates_md = written["rates_markdown"].read_text()
+    assert "| Wilson, clustered |" in rates_md and "| 24 / 0 / 0 / 0 / 0 |" in rates_md
+    html = written["html"].read_text()
+    assert "wilson_cluster_low" in html and "refused" in html
+
+
+def test_by_spec_keeps_spec_variants_apart(logs: dict[str, Path], tmp_path: Path) -> None:
+    files = list(report.build_report([logs["rules"], logs["value_augmented"]], by="spec", out_dir=tmp_path,
+                                     n_resamples=300).values())
+    assert all(isinstance(p, Path) and p.exists() for p in files)
+    assert {p.name for p in files} >= {"summary.md", "summary.tex", "summary.csv", "counts.csv", "forest.png",
+                                       "report.html"}
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert set(summary["spec_variant"]) == {"rules", "value_augmented"} and set(summary["spec"]) == {"constitution"}
+    assert "| dimension | constitution / rules | constitution / value_augmented |" in (tmp_path / "summary.md").read_text()
+    frame = results.load([logs["rules"], logs["value_augmented"]])
+    assert report.report_keys(frame, "spec") == ["spec", "spec_variant"]
+    assert report.report_keys(frame, "model, judge") == ["model", "judge"]
+    with pytest.raises(MsmEvalError, match="cannot group by 'colour'.*cond_threat"):
+        report.report_keys(frame, "model,colour")
+
+
+def _compare_within(sources: list[Path], out: Path, baseline: str, candidate: str, by: str = "spec_variant",
+                    n_resamples: int = 500) -> list[Path]:
+    return list(report.build_comparison(sources, None, out, baseline_run=baseline, candidate_run=candidate, by=by,
+                                        n_resamples=n_resamples).values())
+
+
+def test_comparison_of_two_variants_in_the_same_logs(logs: dict[str, Path], tmp_path: Path) -> None:
+    files = _compare_within([logs["rules"], logs["value_augmented"]], tmp_path, "rules", "value_augmented")
+    assert {p.name for p in files} == {"comparison.md", "comparison.tex", "comparison.csv", "comparison.json",
+                                       "comparison.html", "forest_delta.png"}
+    payload = json.loads((tmp_path / "comparison.json").read_text())
+    honesty = next(d for d in payload["dimensions"] if d["dimension"] == "honesty")
+    assert honesty["delta"] > 0 and honesty["n_pairs"] == 22
+    assert (honesty["baseline_refused"], honesty["baseline_error"], honesty["candidate_refused"]) == (2, 2, 0)
+    md = (tmp_path / "comparison.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| helpfulness |"))
+    assert row.endswith("| 2 / 0 | 4 / 0 |")  # not exercised b / c, unusable b / c
+    assert r"& Unusable \\" in (tmp_path / "comparison.tex").read_text()
+    with pytest.raises(MsmEvalError, match="baseline and candidate are both 'rules'"):
+        _compare_within([logs["rules"]], tmp_path, "rules", "rules")
+    with pytest.raises(MsmEvalError, match="candidate 'generic' is not a value of column 'spec_variant'"):
+        _compare_within([logs["rules"], logs["value_augmented"]], tmp_path, "rules", "generic")
+    with pytest.raises(MsmEvalError, match="cannot compare by 'flavour'"):
+        _compare_within([logs["rules"]], tmp_path, "a", "b", by="flavour")
+
+
+def test_cli_compare_between_two_exported_csvs(logs: dict[str, Path], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    base = results.export(logs["rules"], tmp_path / "base.csv")
+    cand = results.export(logs["value_augmented"], tmp_path / "cand.csv")
+    assert main(["compare", str(base), str(cand), "--json", "--resamples", "300", "--out", str(tmp_path / "o")]) == 0
+    captured = capsys.readouterr()
+    payload = json.loads(captured.out)
+    assert payload["runs"]["baseline"][0].startswith("constitution_adherence/mockllm/model/rules#")
+    assert "candidate_error" in payload["dimensions"][0] and "comparison.html" in captured.err

@@ -112,6 +112,12 @@ def test_single_cluster_is_flagged_not_crashed() -> None:
     frame = simulate_frame(1, 5, dims=1, seed=0)
     row = stats.summarize(frame, n_resamples=200).iloc[0]
     assert row["method"] == "too_few_clusters" and math.isnan(row["ci_low"]) and row["n"] == 5
+    # a single sample (trivially "all values equal") is one cluster too: no interval, no MDE
+    one = simulate_frame(1, 1, dims=1, runs=(0.0, 0.5), seed=0)
+    assert stats.summarize(one, n_resamples=200).iloc[0]["method"] == "too_few_clusters"
+    diff = stats.compare(one, "run0", "run1", n_resamples=200).iloc[0]
+    assert diff["n_pairs"] == 1 and diff["method"] == "too_few_clusters"
+    assert math.isnan(diff["ci_low"]) and math.isnan(diff["se"]) and math.isnan(diff["mde"])
 
 
 def test_matches_scipy_bootstrap_within_monte_carlo_error() -> None:
@@ -221,3 +227,117 @@ def test_krippendorff_alpha_perfect_and_invalid() -> None:
     with pytest.raises(MsmEvalError, match="unknown level"):
         stats.krippendorff_alpha(matrix, level="ratio")
     assert math.isnan(stats.krippendorff_alpha(np.array([[1.0, np.nan], [np.nan, 2.0]])).alpha)
+
+
+# ------------------------------------------------------------------ audit additions
+
+def test_compare_carries_each_sides_honest_counts() -> None:
+    frame = simulate_frame(8, 3, dims=2, runs=(0.0, 0.2), seed=3)
+    cand = frame["run"] == "run1"
+    frame.loc[cand & frame["sample_id"].isin(["s0", "s1"]), ["score", "status"]] = [np.nan, "refused"]
+    frame.loc[cand & (frame["sample_id"] == "s2"), ["score", "status"]] = [np.nan, "error"]
+    frame.loc[~cand & (frame["sample_id"] == "s3") & (frame["dimension"] == "dim1"), "score"] = np.nan
+    table = stats.compare(frame, "run0", "run1", n_resamples=300).set_index("dimension")
+    assert (table["candidate_refused"] == 2).all() and (table["candidate_error"] == 1).all()
+    assert (table["baseline_refused"] == 0).all() and (table["candidate_scored"] == 21).all()
+    assert table.loc["dim1", "baseline_missing"] == 1 and table.loc["dim0", "baseline_missing"] == 0
+    assert table.loc["dim0", "n_pairs"] == 21 and table.loc["dim1", "n_pairs"] == 20
+    unpaired = stats.compare(frame, "run0", "run1", n_resamples=300, paired=False)
+    assert (unpaired["candidate_refused"] == 2).all()
+
+
+def test_sign_flip_p_matches_scipy_permutation_test_on_cluster_sums() -> None:
+    frame = simulate_frame(8, [1, 2, 3, 4, 2, 3, 1, 5], dims=2, runs=(0.0, 0.4), seed=12, shared_sample_sd=0.5)
+    table = stats.compare(frame, "run0", "run1", n_resamples=10_000)  # 2^8 <= 10,000: exact
+    wide = frame.pivot_table(index=["dimension", "sample_id", "cluster"], columns="run", values="score").reset_index()
+    wide["diff"] = wide["run1"] - wide["run0"]
+    for row in table.itertuples():
+        sums = wide[wide["dimension"] == row.dimension].groupby("cluster")["diff"].sum().to_numpy()
+        ref = sps.permutation_test((sums,), lambda x, axis=-1: np.sum(x, axis=axis), permutation_type="samples",
+                                   vectorized=True, n_resamples=10_000, alternative="two-sided")
+        assert row.p_value == pytest.approx(ref.pvalue, abs=1e-12)
+
+
+def test_compare_interval_matches_scipy_paired_cluster_bca() -> None:
+    frame = simulate_frame(40, [2, 3, 4, 5] * 10, dims=1, runs=(0.0, 0.3), seed=21, shared_sample_sd=0.6)
+    ours = stats.compare(frame, "run0", "run1", n_resamples=20_000, seed=1).iloc[0]
+    wide = frame.pivot_table(index=["sample_id", "cluster"], columns="run", values="score").reset_index()
+    wide["diff"] = wide["run1"] - wide["run0"]
+    per_cluster = wide.groupby("cluster")["diff"].agg(["sum", "count"])
+    ref = sps.bootstrap((per_cluster["sum"].to_numpy(), per_cluster["count"].to_numpy(dtype=float)),
+                        lambda s, m, axis=-1: s.sum(axis) / m.sum(axis), paired=True, vectorized=True,
+                        n_resamples=20_000, method="BCa", rng=3)
+    width = ref.confidence_interval.high - ref.confidence_interval.low
+    # ours is slightly wider by design (t with C-1 df and the sqrt(C/(C-1)) stretch: ~4% at C=40)
+    assert ours["ci_low"] == pytest.approx(ref.confidence_interval.low, abs=0.06 * width)
+    assert ours["ci_high"] == pytest.approx(ref.confidence_interval.high, abs=0.06 * width)
+    assert ours["ci_high"] - ours["ci_low"] >= width * 0.99
+    assert ours["delta"] == pytest.approx(wide["diff"].mean())
+
+
+def test_bca_falls_back_to_percentile_when_bias_correction_is_infinite() -> None:
+    column = np.sort(np.linspace(1.0, 2.0, 200))  # every resample above the estimate: z0 = -inf
+    low, high, method = stats._bca_levels(column, 0.5, np.array([0.4, 0.6, 0.5]), -1.96, 1.96)
+    assert method == "percentile"
+    assert (low, high) == pytest.approx((0.025, 0.975), abs=1e-4)
+    low, high, method = stats._bca_levels(column, 1.5, np.array([1.4, 1.6, 1.5]), -1.96, 1.96)
+    assert method == "bca" and 0 < low < high < 1
+
+
+def test_ceiling_degenerate_where_scipy_bca_gives_nan() -> None:
+    frame = simulate_frame(12, 3, dims=1, seed=0)
+    frame["score"] = 3.0
+    with pytest.warns(Warning):  # scipy: DegenerateDataWarning and a NaN interval
+        ref = sps.bootstrap((np.full(12, 9.0), np.full(12, 3.0)), lambda s, m, axis=-1: s.sum(axis) / m.sum(axis),
+                            paired=True, vectorized=True, method="BCa", rng=0, n_resamples=999)
+    assert math.isnan(ref.confidence_interval.low)
+    row = stats.summarize(frame, n_resamples=999).iloc[0]
+    assert (row["ci_low"], row["ci_high"], row["method"]) == (3.0, 3.0, "degenerate")
+    frame.loc[0, "score"] = 2.0  # one sample off the ceiling: a real interval, never above the ceiling
+    row = stats.summarize(frame, n_resamples=2_000).iloc[0]
+    assert row["method"] in ("bca", "percentile") and row["ci_low"] < row["mean"] < row["ci_high"] == 3.0
+
+
+def test_krippendorff_bootstrap_interval_is_a_unit_bootstrap() -> None:
+    rng = np.random.default_rng(4)
+    truth = rng.integers(-3, 4, size=60)
+    matrix = np.clip(truth + rng.integers(-1, 2, size=(3, 60)), -3, 3).astype(float)
+    matrix[rng.random(matrix.shape) < 0.1] = np.nan
+    n_resamples = 200
+    result = stats.krippendorff_alpha(matrix, level="ordinal", n_resamples=n_resamples, seed=7)
+    kept = matrix[:, np.isfinite(matrix).sum(0) >= 2]
+    weights = stats._Resampler(n_resamples, 7).weights(kept.shape[1])
+    boot = []
+    for row in weights.astype(int):
+        units = np.repeat(np.arange(kept.shape[1]), row)  # the same resample, as a list of units
+        boot.append(_reference_alpha(kept[:, units], "ordinal"))
+    assert result.ci_low == pytest.approx(np.quantile(boot, 0.025), abs=1e-9)
+    assert result.ci_high == pytest.approx(np.quantile(boot, 0.975), abs=1e-9)
+
+
+def test_clustered_wilson_matches_inspect_ci_wilson() -> None:
+    from inspect_ai.scorer import SampleScore, Score, ci_wilson
+
+    rng = np.random.default_rng(2)
+    clusters = np.repeat(np.arange(12), rng.integers(1, 6, size=12))
+    values = (rng.random(clusters.size) < np.where(clusters % 3 == 0, 0.7, 0.2)).astype(float)
+    scores = [SampleScore(score=Score(value=v), sample_id=f"s{i}", sample_metadata={"seed": int(c)})
+              for i, (v, c) in enumerate(zip(values, clusters))]
+    ref = ci_wilson(cluster="seed")(scores)
+    frame = pd.DataFrame({"run": "r", "model": "m", "spec": "s", "judge": "j", "task": "t",
+                          "sample_id": [f"s{i}" for i in range(values.size)], "cluster": [f"c{c}" for c in clusters],
+                          "epoch": 1, "dimension": "harmful", "score": values, "status": "scored"})
+    row = stats.rates(frame, dimensions=["harmful"], n_resamples=200).iloc[0]
+    assert (row["wilson_cluster_low"], row["wilson_cluster_high"]) == pytest.approx((ref["lower"], ref["upper"]), abs=1e-9)
+    assert row["n_eff"] < row["n"]
+
+
+def test_rates_with_no_harmful_action_keep_an_informative_interval() -> None:
+    frame = simulate_frame(10, 3, dims=1, seed=0)
+    frame["dimension"], frame["score"] = "harmful", 0.0
+    row = stats.rates(frame, dimensions=["harmful"], n_resamples=300).iloc[0]
+    assert (row["rate"], row["ci_low"], row["ci_high"], row["method"]) == (0.0, 0.0, 0.0, "degenerate")
+    ref = sps.binomtest(0, 30).proportion_ci(method="wilson")
+    assert row["wilson_high"] == pytest.approx(ref.high)
+    assert row["wilson_cluster_low"] == pytest.approx(0.0, abs=1e-12)
+    assert row["wilson_cluster_high"] > row["wilson_high"]  # t with 9 df on top of the plain n

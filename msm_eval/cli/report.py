@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description=__doc__.splitlines()[0])
     parser.add_argument("logs", nargs="+", help="inspect log files, log folders or exported CSV/Parquet")
     parser.add_argument("--by", default="run",
-                        help="group by this column: run, model, spec, spec_variant, judge, task (default run)")
+                        help="group by run, model, spec, spec_variant, judge, task or cond_<name>, or several "
+                             "comma-separated; 'spec' keeps spec variants apart (default run)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--title", default="msm-eval report")
     add_stats_options(parser)
