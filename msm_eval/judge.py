@@ -531,6 +531,11 @@ def constitution_judge(rubric: Any = "constitution", mode: str = "answer", sampl
         raise MsmEvalError(f"unknown judge mode {mode!r}", field="judge_mode", hint="use answer or logprob")
     if samples < 1:
         raise MsmEvalError(f"judge_samples must be at least 1, got {samples}", field="judge_samples")
+    if mode == "logprob" and samples > 1:
+        raise MsmEvalError(f"judge_samples={samples} adds nothing in logprob mode: each reading is a "
+                           "deterministic next-token distribution, so the k readings would be identical",
+                           field="judge_samples",
+                           hint="use judge_samples=1, or a panel of judges: --model-role judge=MODEL_A,MODEL_B")
     loaded = _load_rubric(rubric)
     dimension_ids = list(loaded.ids)
 

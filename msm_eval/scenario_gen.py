@@ -254,8 +254,11 @@ def _provenance_key(seed: Seed) -> tuple[str, str, int] | None:
 class _Run:
     def __init__(self, model: Any, generator: str, out_dir: Path, library: list[Seed], *,
                  realism_check: bool, realism_threshold: float, dedup_threshold: float,
-                 max_retries: int, max_connections: int) -> None:
+                 max_retries: int, max_connections: int, max_tokens: int | None = None) -> None:
+        from inspect_ai.model import GenerateConfig
+
         self.model = model
+        self.config = GenerateConfig(max_tokens=max_tokens) if max_tokens is not None else GenerateConfig()
         self.generator = generator
         self.out_dir = out_dir
         self.log_path = out_dir / LOG_NAME
@@ -309,7 +312,7 @@ class _Run:
             self.summary.reconciled = len(unlogged)
 
     async def _generate(self, messages: list[Any]) -> str:
-        output = await self.model.generate(messages)
+        output = await self.model.generate(messages, config=self.config)
         return output.completion
 
     def _prompt(self, job: Job) -> str:
@@ -436,10 +439,13 @@ async def generate_async(selection: str | None, out_dir: str | Path, *, model: A
                          axes: Sequence[str] = AXES, per_seed: int = 1, new_ideas_per_area: int = 0,
                          realism_check: bool = True, realism_threshold: float = 6.0,
                          dedup_threshold: float = DEFAULT_THRESHOLD, max_retries: int = 2,
-                         max_connections: int = 4, root: str | Path = paths.SCENARIOS_DIR) -> GenerationSummary:
+                         max_connections: int = 4, root: str | Path = paths.SCENARIOS_DIR,
+                         max_tokens: int | None = None) -> GenerationSummary:
     """Run (or resume) a generation job; see the module docstring.
 
     `model` is an inspect `Model` or a model name resolved with `get_model(model, **model_args)`.
+    `max_tokens` caps each generation call (None: the provider's default; a seed file needs about
+    1,000 tokens, more than the embedded `msm/smollm2`'s default of 256).
     """
     from inspect_ai.model import Model, get_model
 
@@ -451,6 +457,9 @@ async def generate_async(selection: str | None, out_dir: str | Path, *, model: A
     library.extend(seed for seed in parents if seed.path.resolve() not in known)
     if not parents:
         raise MsmEvalError("no parent seeds selected", field="--from", hint="check the selection")
+    if max_tokens is not None and max_tokens < 1:
+        raise MsmEvalError(f"max_tokens must be at least 1, got {max_tokens}", field="max_tokens",
+                           hint="leave it unset for the provider's default")
     jobs = plan_jobs(parents, axes, per_seed, new_ideas_per_area)
     if isinstance(model, Model):
         resolved, generator = model, str(model)
@@ -464,7 +473,7 @@ async def generate_async(selection: str | None, out_dir: str | Path, *, model: A
         generator = model
     run = _Run(resolved, generator, out, library, realism_check=realism_check,
                realism_threshold=realism_threshold, dedup_threshold=dedup_threshold,
-               max_retries=max_retries, max_connections=max_connections)
+               max_retries=max_retries, max_connections=max_connections, max_tokens=max_tokens)
     out.mkdir(parents=True, exist_ok=True)
     run.load_state()
     run.summary.planned = len(jobs)

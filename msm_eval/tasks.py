@@ -11,8 +11,10 @@
 inspect imports this file as a standalone module, so it only uses absolute imports of the
 installed `msm_eval` package. Every run records in `log.eval.metadata`: spec, spec_variant,
 spec_sha256 (source), spec_variant_sha256 (rendered variant), spec_in_context, rubric,
-rubric_sha256, scenario_set_hash, prompts_version, judge_mode, judge_samples, max_turns; the judge
-and investigator models are in `log.eval.model_roles`.
+rubric_sha256, scenario_set_hash, prompts_version, judge_mode, judge_samples, max_turns, and the
+`judge` / `investigator` model names. inspect binds `--model-role` before it builds a task, so
+those names are known at build time under `inspect eval`; a task object built before `eval()` is
+called records them as null (`log.eval.model_roles` holds the binding in every case).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 from inspect_ai import Task, task
 from inspect_ai.dataset import MemoryDataset
+from inspect_ai.model import Model, model_roles
 from inspect_ai.solver import chain
 
 from msm_eval.classifiers import harmful_action
@@ -53,6 +56,16 @@ def _user_selection(selection: str | None) -> str | None:
     if not selection:
         return selection
     return ";".join(user_path(clause.strip()) or "" for clause in selection.split(";"))
+
+
+def role_model_names(role: str) -> str | list[str] | None:
+    """The model name(s) bound to `role` where the task is being built (a list for a panel), else None."""
+    bound: Model | list[Model] | None = model_roles().get(role)
+    if bound is None:
+        return None
+    if isinstance(bound, list):
+        return [str(model) for model in bound]
+    return str(bound)
 
 
 def _check_args(judge_mode: str, judge_samples: int, max_turns: int | None) -> None:
@@ -95,6 +108,8 @@ def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, sc
         "judge_mode": judge_mode,
         "judge_samples": int(judge_samples),
         "max_turns": max_turns,
+        "judge": role_model_names("judge"),
+        "investigator": role_model_names("investigator"),
     }
     return Task(
         dataset=MemoryDataset(samples, name=f"{name}:{scenarios or 'all'}"),

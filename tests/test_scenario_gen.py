@@ -193,3 +193,22 @@ def test_extract_seed_text_variants() -> None:
     assert scenario_gen.parse_realism('{"score": 7, "reasons": "ok"}') == (7.0, "ok")
     with pytest.raises(ValueError, match="score 11 is not a number from 1 to 10"):
         scenario_gen.parse_realism('{"score": 11}')
+
+
+def test_max_tokens_reaches_every_generation_call(tmp_path: Path) -> None:
+    model = Responder().model()
+    configs = []
+    original = model.generate
+
+    async def spy(messages, *args, config=None, **kwargs):
+        configs.append(config)
+        return await original(messages, *args, config=config, **kwargs)
+
+    model.generate = spy  # type: ignore[method-assign]
+    summary = asyncio.run(scenario_gen.generate_async("id:fx_chat_tradeoff", tmp_path, model=model, axes=["stakes"],
+                                                      root=GOOD, max_tokens=1200))
+    assert len(summary.written) == 1
+    assert len(configs) == 2 and all(c is not None and c.max_tokens == 1200 for c in configs)  # seed + realism
+    with pytest.raises(MsmEvalError, match="max_tokens must be at least 1"):
+        asyncio.run(scenario_gen.generate_async("id:fx_chat_tradeoff", tmp_path / "x", model=model, root=GOOD,
+                                                max_tokens=0))

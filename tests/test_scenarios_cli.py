@@ -115,6 +115,7 @@ def test_generate_needs_an_investigator(tmp_path: Path, capsys: pytest.CaptureFi
     (["--threshold", "1.5"], "--threshold must be in (0, 1]"),
     (["--axes", "tone"], "unknown axis/axes: tone"),
     (["--model-role", "investigator={model: [x]}"], "needs 'model' and optionally 'model_args'"),
+    (["--max-tokens", "0"], "max_tokens must be at least 1, got 0"),
 ])
 def test_generate_argument_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
                                   message: str) -> None:

@@ -64,6 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="extra attempts after an invalid seed (default 2)")
     generate.add_argument("--max-connections", type=int, default=4,
                           help="concurrent model calls (default 4)")
+    generate.add_argument("--max-tokens", type=int, default=None, metavar="N",
+                          help="output token cap per model call (a seed file needs about 1,000; "
+                               "default: the provider's)")
     generate.add_argument("--root", default=None, help="library folder (default: scenarios/)")
     generate.set_defaults(func=run_generate)
 
@@ -223,6 +226,6 @@ def run_generate(args: argparse.Namespace) -> int:
         new_ideas_per_area=args.new_ideas_per_area, model=model, model_args=model_args,
         realism_check=args.realism_check, realism_threshold=args.realism_threshold,
         dedup_threshold=args.threshold, max_retries=args.max_retries,
-        max_connections=args.max_connections, root=_root(args.root))
+        max_connections=args.max_connections, max_tokens=args.max_tokens, root=_root(args.root))
     print(summary.describe())
     return 1 if summary.errors else 0
