@@ -12,8 +12,10 @@ listed in the prompt, in both orders, and the two orders' P(aligned) are average
 position bias).
 
 Scoring runs transformers directly on the evaluated model's weights (inspect's hf provider does not
-return prompt log-probabilities): each prompt is encoded once and its KV cache is shared by both
-completions, prompts are batched (left-padded), and the LM head runs only where it is needed.
+return prompt log-probabilities). A batch of prompts and their options is packed into one row as a
+token prefix tree (shared system prompts, each prompt and the common start of both options are
+computed once; a 4D attention mask keeps every sequence to its own ancestors), with no padding,
+and the LM head runs only where a completion token is predicted.
 The `spec_probe` inspect task wires this into the usual logs (`Score.value = {"p_aligned": p}`).
 Items live in `probes/*.yaml` (data, not code).
 """
@@ -174,70 +176,140 @@ def item_p_aligned(scores: list[tuple[tuple[float, int], tuple[float, int]]]) ->
 # ----------------------------------------------------------------------------- scoring
 
 class LogprobScorer:
-    """Sum log-probabilities of completions given prompts, with a shared-prefix KV cache and batching."""
+    """Sum log-probabilities of completions given prompts in one forward pass per batch (prefix tree).
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 8) -> None:
+    All (prompt + completion) sequences of a batch are merged into a token trie: a prefix that
+    several sequences share -- a system prompt, a whole prompt scored with both options, the two
+    orders of a shown item up to where they differ -- becomes one set of positions. The trie's
+    nodes form a single packed row; a 4D attention mask lets every node attend to exactly its
+    ancestors and `position_ids` are the node depths, so each token sees what it would see in its
+    own unpadded sequence (the results match `score_naive` to float rounding). The LM head runs
+    only at nodes that predict a completion token. No padding, no KV-cache copies.
+
+    `batch_size` prompts (and at most `max_tokens` trie nodes, unless one prompt needs more) go into
+    one forward pass; prompts are sorted so those sharing prefixes land in the same pass. The mask
+    is dense (`max_tokens` squared per head), which is cheap next to the linear layers at the
+    default sizes. Needs an attention implementation that takes custom 4D masks (sdpa or eager).
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 8, max_tokens: int = 1024) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.batch_size = max(1, batch_size)
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.pad_id = int(pad if pad is not None else 0)
-        self.device = next(model.parameters()).device
+        self.max_tokens = max(1, max_tokens)
+        param = next(model.parameters())
+        self.device = param.device
+        self.dtype = param.dtype
+        self.positions_run = 0
+        """Token positions sent through the model so far (the trie nodes of every batch)."""
+        impl = getattr(getattr(model, "config", None), "_attn_implementation", None)
+        if impl not in (None, "sdpa", "eager"):
+            raise MsmEvalError(f"probe scoring needs custom 4D attention masks; attention '{impl}' has none",
+                               field="model", hint="load the model with attn_implementation='sdpa' (the default)")
 
     def score(self, prompts: list[list[int]], completions: list[list[list[int]]]) -> list[list[tuple[float, int]]]:
-        """For each prompt, (sum log p, n tokens) of each of its completions (same count per prompt)."""
+        """For each prompt, `(sum log p, n tokens)` of each of its completions, in the order given."""
         import torch
-        ks = {len(c) for c in completions}
-        if len(ks) != 1:
-            raise ValueError("every prompt needs the same number of completions")
+        if len(prompts) != len(completions):
+            raise ValueError("one list of completions per prompt")
+        if any(not p for p in prompts) or any(not c for comps in completions for c in comps):
+            raise ValueError("prompts and completions must be non-empty token lists")
         results: list[list[tuple[float, int]]] = [[] for _ in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        order = sorted(range(len(prompts)), key=lambda i: (prompts[i], i))  # shared prefixes side by side
         with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start:start + self.batch_size]
-                for i, scored in zip(chunk, self._score_batch([prompts[i] for i in chunk],
-                                                              [completions[i] for i in chunk])):
+            for chunk in self._batches(order, prompts, completions):
+                for i, scored in zip(chunk, self._score_tree([prompts[i] for i in chunk],
+                                                             [completions[i] for i in chunk])):
                     results[i] = scored
         return results
 
-    def _score_batch(self, prompts: list[list[int]], completions: list[list[list[int]]]) -> list[list[tuple[float, int]]]:
+    def _batches(self, order: list[int], prompts: list[list[int]], completions: list[list[list[int]]]
+                 ) -> list[list[int]]:
+        """Consecutive prompt groups of at most `batch_size` prompts and (roughly) `max_tokens` nodes."""
+        batches: list[list[int]] = []
+        current: list[int] = []
+        nodes = 0
+        previous: list[int] = []
+        for i in order:
+            shared = _common_prefix(previous, prompts[i]) if current else 0
+            need = len(prompts[i]) - shared + sum(len(c) for c in completions[i])
+            if current and (len(current) >= self.batch_size or nodes + need > self.max_tokens):
+                batches.append(current)
+                current, nodes = [], 0
+                need = len(prompts[i]) + sum(len(c) for c in completions[i])
+            current.append(i)
+            nodes += need
+            previous = prompts[i]
+        if current:
+            batches.append(current)
+        return batches
+
+    def _score_tree(self, prompts: list[list[int]], completions: list[list[list[int]]]
+                    ) -> list[list[tuple[float, int]]]:
         import torch
-        k = len(completions[0])
-        width = max(map(len, prompts))
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for r, p in enumerate(prompts):  # left padding: every prompt ends at the last column
-            ids[r, width - len(p):] = torch.tensor(p)
-            mask[r, width - len(p):] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                         position_ids=positions.to(self.device), use_cache=True, logits_to_keep=1)
-        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)          # predicts each completion's 1st token
-        cache = out.past_key_values
-        cache.batch_repeat_interleave(k)                                      # share the prompt across completions
-        flat = [c for comps in completions for c in comps]
-        cwidth = max(map(len, flat))
-        cids = torch.full((len(flat), cwidth), self.pad_id, dtype=torch.long)
-        cmask = torch.zeros_like(cids)
-        for r, c in enumerate(flat):  # right padding after each completion
-            cids[r, :len(c)] = torch.tensor(c)
-            cmask[r, :len(c)] = 1
-        lengths = torch.tensor([len(p) for p in prompts]).repeat_interleave(k)
-        cpos = lengths[:, None] + torch.arange(cwidth)[None]
-        full_mask = torch.cat([mask.repeat_interleave(k, dim=0), cmask], dim=1)
+        tokens: list[int] = []
+        depth: list[int] = []
+        ancestry: list[list[int]] = []          # each node's path from the root, itself included
+        child: dict[tuple[int, int], int] = {}  # (parent node or -1, token) -> node
+
+        def walk(sequence: list[int]) -> list[int]:
+            path: list[int] = []
+            parent = -1
+            for token in sequence:
+                node = child.get((parent, token))
+                if node is None:
+                    node = len(tokens)
+                    child[(parent, token)] = node
+                    tokens.append(token)
+                    depth.append(len(path))
+                    ancestry.append((ancestry[parent] if parent >= 0 else []) + [node])
+                parent = node
+                path.append(node)
+            return path
+
+        predictors: list[int] = []   # node whose logits predict each completion token
+        targets: list[int] = []
+        owners: list[int] = []       # flat completion index of each completion token
+        shapes: list[tuple[int, int]] = []
+        for b, (prompt, comps) in enumerate(zip(prompts, completions)):
+            for c in comps:
+                path = walk(prompt + c)
+                predictors.extend(path[len(prompt) - 1:len(prompt) + len(c) - 1])
+                targets.extend(c)
+                owners.extend([len(shapes)] * len(c))
+                shapes.append((b, len(c)))
+        n = len(tokens)
+        self.positions_run += n
+        rows = torch.tensor([i for i, path in enumerate(ancestry) for _ in path], dtype=torch.long)
+        cols = torch.tensor([j for path in ancestry for j in path], dtype=torch.long)
+        allowed = torch.zeros((n, n), dtype=torch.bool)
+        allowed[rows, cols] = True
+        mask = torch.zeros((n, n), dtype=self.dtype).masked_fill_(~allowed, torch.finfo(self.dtype).min)
+        keep = sorted(set(predictors))
+        slot = {node: k for k, node in enumerate(keep)}
+        logits = self.model(input_ids=torch.tensor([tokens], device=self.device),
+                            attention_mask=mask[None, None].to(self.device),
+                            position_ids=torch.tensor([depth], device=self.device),
+                            logits_to_keep=torch.tensor(keep, device=self.device), use_cache=False).logits[0]
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        picked = logp[torch.tensor([slot[p] for p in predictors], device=self.device),
+                      torch.tensor(targets, device=self.device)]
+        sums = torch.zeros(len(shapes), dtype=torch.float64, device=self.device)
+        sums.index_add_(0, torch.tensor(owners, device=self.device), picked.double())
         results: list[list[tuple[float, int]]] = [[] for _ in prompts]
-        if cwidth > 1:
-            logits = self.model(input_ids=cids[:, :-1].to(self.device), attention_mask=full_mask[:, :-1].to(self.device),
-                                position_ids=cpos[:, :-1].to(self.device), past_key_values=cache,
-                                use_cache=True).logits
-            rest = torch.log_softmax(logits.float(), dim=-1).gather(-1, cids[:, 1:, None].to(self.device))[..., 0]
-        for r, c in enumerate(flat):
-            b = r // k
-            total = float(first[b, c[0]])
-            if len(c) > 1:
-                total += float(rest[r, :len(c) - 1].sum())
-            results[b].append((total, len(c)))
+        for (b, length), total in zip(shapes, sums.tolist()):
+            results[b].append((total, length))
         return results
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    """Length of the common prefix of two token lists."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def score_naive(model: Any, prompts: list[list[int]], completions: list[list[list[int]]]) -> list[list[tuple[float, int]]]:

@@ -168,5 +168,6 @@ def spec_probe(items: str | None = None, model_path: str | None = None, presenta
                kinds: str | None = None, batch_size: int = 8, dtype: str = "float32") -> Task:
     """Judge-free probes: P(aligned) per item from the model's log-probabilities (see msm_eval.probes)."""
     from msm_eval.probes import spec_probe as build_spec_probe
-    return build_spec_probe(items=items, model_path=model_path, presentation=presentation, kinds=kinds,
-                            batch_size=batch_size, dtype=dtype)
+    # relative paths mean the shell's working directory (inspect runs task files from their folder)
+    return build_spec_probe(items=user_path(items), model_path=user_path(model_path), presentation=presentation,
+                            kinds=kinds, batch_size=batch_size, dtype=dtype)

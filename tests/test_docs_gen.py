@@ -333,3 +333,53 @@ def test_resuming_into_a_corpus_of_another_arm_is_refused(tmp_path: Path) -> Non
     generate_documents(decomposition, spec, out, arm="value", n_types=1, n_ideas=1)
     with pytest.raises(MsmEvalError, match=r"corpus\.jsonl: field 'arm': this corpus holds documents with arm='value'"):
         generate_documents(decomposition, spec, out, arm="rules", n_types=1, n_ideas=1)
+
+
+_KILLED_GENERATION = r'''
+import os, signal, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from conftest_msm_data import ScriptedGenerator, mock_model, toy_spec
+from msm_eval.train.decompose import decompose_structural
+from msm_eval.train.docs import generate_documents
+from msm_eval.train.generation import GenerationSettings
+
+tmp, kill_at = Path(sys.argv[1]), int(sys.argv[2])
+spec = toy_spec(tmp)
+inner = ScriptedGenerator()
+def responder(prompt):
+    reply = inner(prompt)
+    if inner.calls.get("documents", 0) == kill_at:   # SIGKILL while other document calls are in flight
+        os.kill(os.getpid(), signal.SIGKILL)
+    return reply
+generate_documents(decompose_structural(spec, "full"), spec, tmp / "corpus.jsonl", generator=mock_model(responder),
+                   n_types=2, n_ideas=3, settings=GenerationSettings(max_connections=3), min_words=100)
+raise SystemExit("the run was supposed to be killed")
+'''
+
+
+def test_generation_killed_mid_run_resumes_without_loss_or_duplicates(tmp_path: Path) -> None:
+    """A real SIGKILL of the generating process (no cleanup) with concurrent calls in flight."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _KILLED_GENERATION, str(tmp_path), "7",
+                           str(Path(__file__).resolve().parent)], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    out = tmp_path / "corpus.jsonl"
+    survivors = {r["key"]: r for r in _records(out)} if out.exists() else {}
+    planned = 3 * 2 * 3
+    assert 0 < len(survivors) < planned  # killed part-way
+    assert len(_records(sidecar(out, "plan"))) > 0  # types and ideas were kept too
+
+    spec = toy_spec(tmp_path)
+    healthy = ScriptedGenerator()
+    resumed = generate_documents(decompose_structural(spec, "full"), spec, out, generator=mock_model(healthy),
+                                 n_types=2, n_ideas=3, settings=GenerationSettings(max_connections=3), min_words=100)
+    records = _records(out)
+    assert resumed.resumed == len(survivors) and resumed.failed == 0
+    assert len(records) == planned == len({r["key"] for r in records})
+    assert {r["key"]: r for r in records if r["key"] in survivors} == survivors
+    assert healthy.calls.get("documents") == planned - len(survivors)  # only the missing ones were written
+    assert set(healthy.calls) == {"documents"}  # the plan (types, ideas) was resumed, not regenerated

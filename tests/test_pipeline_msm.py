@@ -91,3 +91,32 @@ def test_pipeline_config_errors_name_the_field(tmp_path: Path) -> None:
         _config(tmp_path, tmp_path, midtrain={"out_dir": "x"})
     with pytest.raises(MsmEvalError, match=r"field 'learning_rate'"):
         _config(tmp_path, tmp_path, aft={"learning_rate": 1})
+
+
+def test_cache_keys_follow_generator_versions_and_output_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new template version regenerates the data; training re-runs only where the data's bytes changed."""
+    import msm_eval.train.pipeline as pipeline
+    model = build_tiny_model(tmp_path / "model")
+    calls: list[str] = []
+    Pipeline(_config(tmp_path, model), _functions(calls), progress=None).run()
+
+    real_version = pipeline.generator_version
+    monkeypatch.setattr(pipeline, "generator_version", lambda kind: real_version(kind) + "-edited")
+    calls.clear()
+    functions = _functions(calls)
+    same_docs = functions.documents
+
+    def documents(spec: Any, variant: str, out: Path, settings: dict[str, Any]) -> Path:
+        path = same_docs(spec, variant, out, settings)
+        if variant == "value_augmented":  # the edited template changes this variant's corpus only
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"text": "One more document about honesty.", "key": "extra"}) + "\n")
+        return path
+
+    functions.documents = documents
+    summary = Pipeline(_config(tmp_path, model), functions, progress=None).run()
+    ran = {(s["stage"], s["arm"]) for s in summary["stages"] if s["status"] == "ran"}
+    assert ran == {("demos", "shared"), ("documents", "rules"), ("documents", "value_augmented"),
+                   ("midtrain", "value_augmented"), ("aft", "value_augmented"), ("export", "value_augmented"),
+                   ("eval", "value_augmented")}
+    assert "eval:rules" not in calls and "eval:base" not in calls

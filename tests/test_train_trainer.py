@@ -159,3 +159,101 @@ def test_two_process_data_parallel_equals_one_process(assets: dict[str, Path], t
     assert [s for s, _ in ddp_losses] == [s for s, _ in single_losses]
     for (_, x), (_, y) in zip(ddp_losses, single_losses):
         assert x == pytest.approx(y, abs=1e-5)
+
+
+_KILLER = r'''
+import json, os, signal, sys
+import msm_eval.train.trainer as trainer
+from msm_eval.train.config import config_from_dict
+
+cfg = config_from_dict(json.loads(sys.argv[1]))
+mode, at = sys.argv[2], int(sys.argv[3])
+calls = {"n": 0}
+if mode == "mid_step":            # SIGKILL inside the at-th micro-batch forward
+    original = trainer._loss_sum
+    def dying(model, batch):
+        calls["n"] += 1
+        if calls["n"] == at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(model, batch)
+    trainer._loss_sum = dying
+else:                              # SIGKILL half-way through writing the at-th checkpoint
+    import safetensors.torch as st
+    original = st.save_file
+    def dying(tensors, path, *args, **kwargs):
+        calls["n"] += 1
+        original(tensors, path, *args, **kwargs)
+        if calls["n"] == at:
+            os.kill(os.getpid(), signal.SIGKILL)
+    st.save_file = dying
+trainer.train(cfg)
+raise SystemExit("the run was supposed to be killed")
+'''
+
+
+@pytest.mark.parametrize("mode, at, resumes_from", [("mid_step", 9, 4), ("in_checkpoint", 2, 2)])
+def test_killed_run_resumes_exactly(assets: dict[str, Path], tmp_path: Path, mode: str, at: int,
+                                    resumes_from: int) -> None:
+    """A real SIGKILL (no cleanup, no `finally`) mid-step or mid-checkpoint-write; the restarted run
+    continues from the newest complete checkpoint and ends exactly where an uninterrupted run ends."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+    cfg = _cfg(assets, tmp_path / "killed")  # 2 micro-batches per step, checkpoints every 2 steps
+    proc = subprocess.run([sys.executable, "-c", _KILLER, json.dumps(cfg.to_dict()), mode, str(at)],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    done = sorted(p.name for p in checkpoints.iterdir() if p.name.startswith("step_"))
+    assert done[-1] == f"step_{resumes_from:08d}"
+    if mode == "in_checkpoint":  # the half-written checkpoint is only a temp folder
+        assert any(p.name.startswith(".step_") for p in checkpoints.iterdir())
+    assert not (tmp_path / "killed" / "run.json").exists()
+
+    resumed = train(cfg)
+    whole = train(_cfg(assets, tmp_path / "whole"))
+    assert resumed.finished and resumed.steps == whole.steps
+    assert not any(p.name.startswith(".") for p in checkpoints.iterdir())
+    a = load_file(str(tmp_path / "whole" / "final" / "trainable.safetensors"))
+    b = load_file(str(tmp_path / "killed" / "final" / "trainable.safetensors"))
+    assert a.keys() == b.keys() and len(a) > 0
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6)
+    whole_losses, killed_losses = _losses(tmp_path / "whole"), _losses(tmp_path / "killed")
+    assert [s for s, _ in killed_losses] == [s for s, _ in whole_losses]  # no step lost or logged twice
+    for (_, x), (_, y) in zip(whole_losses, killed_losses):
+        assert x == pytest.approx(y, abs=1e-6)
+    assert os.path.exists(tmp_path / "killed" / "run.json")
+
+
+def test_activation_checkpointing_gives_the_same_training(assets: dict[str, Path], tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+    plain = train(_cfg(assets, tmp_path / "plain", max_steps=3))
+    ckpt = train(_cfg(assets, tmp_path / "ckpt", max_steps=3, activation_checkpointing=True))
+    assert plain.finished and ckpt.finished
+    a = load_file(str(tmp_path / "plain" / "final" / "trainable.safetensors"))
+    b = load_file(str(tmp_path / "ckpt" / "final" / "trainable.safetensors"))
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
+
+
+def test_bf16_autocast_held_out_loss_and_metrics(assets: dict[str, Path], tmp_path: Path) -> None:
+    """bf16 autocast runs (on CPU too), the held-out loss is logged and recorded, metrics carry every field."""
+    result = train(_cfg(assets, tmp_path / "run", bf16=True, eval_every=2, max_steps=4))
+    records = list(read_jsonl(tmp_path / "run" / "metrics.jsonl"))
+    start = records[0]
+    assert start["event"] == "start" and start["bf16"] is True and start["heldout_rows"] >= 1
+    steps = [r for r in records if "loss" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4]
+    for r in steps:
+        assert {"step", "loss", "lr", "grad_norm", "tokens", "epoch", "elapsed_s"} <= set(r)
+        assert r["loss"] == r["loss"] and r["grad_norm"] is not None  # not NaN; clipping measured the norm
+    assert steps[-1]["lr"] < steps[0]["lr"]  # cosine decay
+    evals = [r for r in records if "eval_loss" in r]
+    assert [r["step"] for r in evals] == [2, 4]
+    assert result.eval_loss == pytest.approx(evals[-1]["eval_loss"], abs=1e-5)
+    history = json.loads((tmp_path / "run" / "run.json").read_text())["stage_history"][-1]
+    assert history["bf16"] is True and history["eval_loss"] == result.eval_loss

@@ -1,9 +1,12 @@
 """The end-to-end MSM pipeline: spec variants -> documents -> midtrain -> demos -> AFT -> probes -> compare.
 
 Every stage is cached by a content hash of its inputs and settings: its output lives in
-`<work_dir>/<stage>/<key>/` and a `stage.json` written last marks it done. A re-run does only what
-changed -- editing one variant's settings re-runs that variant's branch; an unchanged pipeline
-re-runs nothing but the (cheap) comparison. Training stages also resume from their own
+`<work_dir>/<stage>/<key>/` and a `stage.json` written last marks it done. A key hashes the stage's
+settings, the versions of the templates / prompts that generate data, a fingerprint of the base
+model, and the sha256 of the upstream output files (documents, demonstrations), so a re-run does
+only what changed -- editing one variant's settings re-runs that variant's branch; editing a
+document template regenerates the documents, and training re-runs only if their bytes changed; an
+unchanged pipeline re-runs nothing but the (cheap) comparison. Training stages also resume from their own
 checkpoints, so an interrupted pipeline continues where it stopped.
 
 Stage graph (per spec variant `v`, with the demonstrations shared by every variant, as in MSM:
@@ -31,7 +34,7 @@ from msm_eval.errors import MsmEvalError
 from msm_eval.fileio import append_jsonl, atomic_write_json, atomic_write_text
 from msm_eval.train.config import TrainConfig, config_from_dict
 
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
 _TRAIN_OWNED = ("stage", "model", "data", "out_dir", "init_from")
 
 
@@ -115,6 +118,36 @@ def content_key(*parts: Any) -> str:
     """sha256 of the canonical JSON of `parts` (the cache key of a stage)."""
     text = json.dumps([PIPELINE_VERSION, *parts], sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def generator_version(kind: str) -> str:
+    """Version of the generators a data stage may use: the offline templates and the model prompts.
+
+    Part of the documents / demos cache keys, so editing a template or prompt regenerates the data.
+    """
+    from msm_eval.train.generation import prompt_version, template_version
+    if kind == "docs":
+        from msm_eval.train.docs import DOC_PROMPTS as prompts
+    else:
+        from msm_eval.train.demos import DEMO_PROMPTS as prompts
+    return f"{template_version(kind, kind + '-template')}+{prompt_version(prompts, kind)}"
+
+
+def model_fingerprint(path: Path) -> str:
+    """A cheap content fingerprint of a model folder: config.json's bytes plus every file's name and size."""
+    digest = hashlib.sha256()
+    config = path / "config.json"
+    if config.exists():
+        digest.update(config.read_bytes())
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{item.relative_to(path)}:{item.stat().st_size}".encode())
+    return digest.hexdigest()
+
+
+def output_sha256(outputs: dict[str, Any], name: str) -> str:
+    """sha256 of a stage's output file (recorded in stage.json; computed for older cache entries)."""
+    from msm_eval.train.data import file_sha256
+    return str(outputs.get(f"{name}_sha256") or file_sha256(outputs[name]))
 
 
 # ----------------------------------------------------------------------------- stage functions
@@ -253,7 +286,7 @@ class Pipeline:
         cfg = self.cfg
         spec = self.fn.load_spec(cfg.spec)
         base_path = resolve_model_path(cfg.base_model)
-        model_key = cfg.base_model if cfg.base_model == "smollm2" else str(base_path)
+        model_key = cfg.base_model if cfg.base_model == "smollm2" else model_fingerprint(base_path)
         eval_settings = dict(cfg.eval)
         # only what changes the scores is part of an eval's cache key (not batch size or compare settings)
         eval_identity = {k: eval_settings.get(k) for k in ("items", "presentation", "kinds", "dtype", "limit")}
@@ -263,9 +296,12 @@ class Pipeline:
         def overrides(arm: str, section: str) -> dict[str, Any]:
             return {**getattr(cfg, section), **cfg.variant_overrides.get(arm, {}).get(section, {})}
 
-        demo_key = content_key("demos", spec.sha256, cfg.demos)
-        demos = self._stage("demos", "shared", demo_key, lambda d: {
-            "chats": str(self.fn.demos(spec, d, cfg.demos))})
+        # keys hash what a stage reads: settings, generator versions and the bytes of upstream outputs,
+        # so regenerating identical data leaves the training stages cached
+        demo_key = content_key("demos", spec.sha256, cfg.demos, generator_version("demos"))
+        demos = self._stage("demos", "shared", demo_key, lambda d: _with_sha({
+            "chats": str(self.fn.demos(spec, d, cfg.demos))}, "chats"))
+        demos_sha = output_sha256(demos, "chats")
 
         evals: dict[str, str] = {}
         base_eval_key = content_key("eval", model_key, eval_identity, probes_hash)
@@ -274,18 +310,19 @@ class Pipeline:
 
         for arm in cfg.variants:
             doc_settings = overrides(arm, "documents")
-            docs_key = content_key("documents", spec.variant_sha256(arm), arm, doc_settings)
-            docs = self._stage("documents", arm, docs_key, lambda d, a=arm, s=doc_settings: {
-                "documents": str(self.fn.documents(spec, a, d / "documents.jsonl", s))})
+            docs_key = content_key("documents", spec.variant_sha256(arm), arm, doc_settings,
+                                   generator_version("docs"))
+            docs = self._stage("documents", arm, docs_key, lambda d, a=arm, s=doc_settings: _with_sha({
+                "documents": str(self.fn.documents(spec, a, d / "documents.jsonl", s))}, "documents"))
             spec_sha = spec.variant_sha256(arm)
 
             mid_settings = overrides(arm, "midtrain")
-            mid_key = content_key("midtrain", docs_key, model_key, mid_settings)
+            mid_key = content_key("midtrain", output_sha256(docs, "documents"), model_key, mid_settings)
             mid = self._stage("midtrain", arm, mid_key, lambda d, a=arm: self._train(
                 train, self._train_cfg("midtrain", a, docs["documents"], d / "run", None, spec_sha)))
 
             aft_settings = overrides(arm, "aft")
-            aft_key = content_key("aft", mid_key, demo_key, aft_settings)
+            aft_key = content_key("aft", mid_key, demos_sha, aft_settings)
             aft = self._stage("aft", arm, aft_key, lambda d, a=arm, m=mid: self._train(
                 train, self._train_cfg("aft", a, demos["chats"], d / "run", m["run"], spec_sha)))
 
@@ -322,6 +359,12 @@ class Pipeline:
     def _compare(self, evals: dict[str, str]) -> dict[str, Any]:
         """Every eval log -> tidy frame -> summaries and paired comparisons -> tables in `out_dir`."""
         return self.fn.compare(evals, self.cfg, self.records)
+
+
+def _with_sha(outputs: dict[str, Any], name: str) -> dict[str, Any]:
+    """Add `<name>_sha256` (the output file's hash) to a stage's outputs."""
+    from msm_eval.train.data import file_sha256
+    return {**outputs, f"{name}_sha256": file_sha256(outputs[name])}
 
 
 def tidy_probe_frame(evals: dict[str, str]) -> Any:

@@ -3,8 +3,9 @@
 Read it top to bottom: load the model (optionally continuing a previous run's adapter), build the
 packed rows, then for each optimizer step run `grad_accum` micro-batches of next-token loss,
 clip, step AdamW and the warmup+cosine schedule, log, evaluate, checkpoint. `accelerate` supplies
-the device, bf16 autocast and multi-GPU data parallelism (`accelerate launch -m msm_eval ...`);
-on one CPU process it is a thin no-op. peft supplies LoRA.
+the device and multi-GPU data parallelism (`accelerate launch -m msm_eval ...`); on one CPU process
+it is a thin no-op. bf16 autocast is plain `torch.autocast`, set by the config's `bf16` (not by
+accelerate's `--mixed_precision`). peft supplies LoRA.
 
 Resuming is exact: a checkpoint holds the trainable weights, the optimizer and scheduler states,
 the RNG states and the step; the data order is a pure function of (seed, epoch), so the step
@@ -26,6 +27,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,18 +192,54 @@ def git_revision() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file under `folder` (and the folder entries) to disk."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _atomic_dir(final: Path, write: Any) -> None:
-    """Create `final` by writing into a sibling temp folder and renaming it into place."""
+    """Create `final` by writing into a sibling temp folder `.<name>.*`, fsyncing it and renaming it into place.
+
+    A process killed while writing leaves only the temp folder, which `remove_stale_temp` deletes
+    on the next start; `final` is either the old complete folder or the new complete one.
+    """
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         write(tmp)
+        _fsync_tree(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
+        _fsync_dir(final.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_stale_temp(folder: Path, name_prefix: str) -> list[Path]:
+    """Delete the temp folders `.<name_prefix>*.` that a killed `_atomic_dir` left in `folder`; returns them."""
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.iterdir() if p.is_dir() and p.name.startswith(f".{name_prefix}")]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
 
 
 # ----------------------------------------------------------------------------- the run
@@ -239,7 +277,9 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> TrainResult:
 
     probe_device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     use_bf16 = bf16_supported(probe_device) if cfg.bf16 == "auto" else bool(cfg.bf16)
-    accelerator = Accelerator(mixed_precision="bf16" if use_bf16 else "no", cpu=not torch.cuda.is_available())
+    # autocast is ours, not accelerate's: accelerate keeps its precision in process-wide state, which
+    # would refuse a second run in the same process (e.g. the pipeline) with a different bf16 setting
+    accelerator = Accelerator(mixed_precision="no", cpu=not torch.cuda.is_available())
     main = accelerator.is_main_process
     seed_everything(cfg.seed)
 
@@ -291,8 +331,12 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> TrainResult:
         optimizer, lambda s: lr_at(s, total_steps, warmup, cfg.min_lr_ratio))
     model, optimizer = accelerator.prepare(model, optimizer)
 
-    # --- resume
+    # --- resume (a run killed while writing a checkpoint leaves a temp folder; the previous one counts)
     step, tokens_seen = 0, 0
+    if main:
+        remove_stale_temp(out / "checkpoints", "step_")
+        remove_stale_temp(out, "final.")
+    accelerator.wait_for_everyone()
     latest = _latest_checkpoint(out)
     if latest is not None:
         step, tokens_seen = _load_checkpoint(latest, accelerator.unwrap_model(model), optimizer, scheduler)
@@ -330,8 +374,8 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> TrainResult:
             weight = 1.0 if len(rows) else 0.0
             batch = {k: v.to(accelerator.device) for k, v in train_rows.select(rows if len(rows) else
                                                                               step_rows[:1]).items()}
-            sync = accelerator.no_sync(model) if i < n_micro - 1 else _nullcontext()
-            with sync:
+            sync = accelerator.no_sync(model) if i < n_micro - 1 else nullcontext()
+            with sync, _autocast(accelerator, use_bf16):
                 token_loss = _loss_sum(model, batch) * weight
                 # DDP averages gradients over processes; scale so the step's gradient is the mean over
                 # every target token of the global batch
@@ -359,7 +403,7 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> TrainResult:
         bar.set_postfix(loss=f"{last_loss:.4f}", tok_s=f"{step_tokens / max(1e-9, elapsed):.0f}" if step else "")
         t0 = time.perf_counter()
         if held_rows is not None and (step == total_steps or (cfg.eval_every and step % cfg.eval_every == 0)):
-            eval_loss = evaluate(model, held_rows, cfg.batch_size, accelerator)
+            eval_loss = evaluate(model, held_rows, cfg.batch_size, accelerator, bf16=use_bf16)
             if main:
                 append_jsonl(out / "metrics.jsonl", [{"step": step, "eval_loss": round(eval_loss, 6)}])
         if step % cfg.save_every == 0 or step == total_steps or step == stop_after:
@@ -379,12 +423,9 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> TrainResult:
     return TrainResult(out, step, total_steps, last_loss, eval_loss, tokens_seen, finished=True)
 
 
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
+def _autocast(accelerator: Any, enabled: bool) -> Any:
+    """bf16 autocast on the accelerator's device (weights stay in their dtype; a no-op when disabled)."""
+    return torch.autocast(device_type=accelerator.device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def _loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -399,7 +440,7 @@ def _loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: Any, rows: PackedRows, batch_size: int, accelerator: Any) -> float:
+def evaluate(model: Any, rows: PackedRows, batch_size: int, accelerator: Any, *, bf16: bool = False) -> float:
     """Mean next-token loss per target token on held-out rows (split across processes)."""
     model.eval()
     mine = torch.arange(len(rows))[accelerator.process_index::accelerator.num_processes]
@@ -407,7 +448,7 @@ def evaluate(model: Any, rows: PackedRows, batch_size: int, accelerator: Any) ->
     count = torch.zeros((), device=accelerator.device)
     for i in range(0, len(mine), batch_size):
         batch = {k: v.to(accelerator.device) for k, v in rows.select(mine[i:i + batch_size]).items()}
-        with accelerator.autocast():
+        with _autocast(accelerator, bf16):
             total += _loss_sum(model, batch)
         count += (batch["targets"] != -100).sum()
     model.train()
