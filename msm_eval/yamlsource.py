@@ -59,6 +59,22 @@ def parse_yaml(text: str, path: Path) -> tuple[Any, LineIndex]:
     return data, LineIndex(node)
 
 
+def read_yaml_file(path: str | Path, what: str = "file") -> Any:
+    """Read and parse a YAML file (UTF-8, BOM and CRLF tolerated); a missing file, bad encoding or
+    bad syntax raises `MsmEvalError` naming the file (and line) and the fix. `what` names the file
+    in the not-found message (e.g. "pipeline config")."""
+    source = Path(path)
+    if not source.is_file():
+        raise MsmEvalError(f"{what} not found", path=source, hint="check the path")
+    try:
+        text = source.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise MsmEvalError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=source,
+                           hint="save the file as UTF-8") from None
+    data, _ = parse_yaml(text.lstrip("\ufeff").replace("\r\n", "\n"), source)
+    return data
+
+
 def check_keys(data: dict[str, Any], allowed: dict[str, bool], path: Path, where: str, lines: LineIndex,
                keys: tuple[Any, ...]) -> None:
     """Reject keys not in `allowed` (suggesting a near spelling) and required keys that are missing.

@@ -112,6 +112,22 @@ def test_config_errors_name_the_field(tmp_path: Path) -> None:
     path.write_text("stage: aft\ndata: d.jsonl\nout_dir: o\nlora: {r: 8, rank: 3}\n")
     with pytest.raises(MsmEvalError, match=r"field 'lora.rank'"):
         load_config(path)
+    path.write_text("stage: aft\ndata: d.jsonl\nout_dir: [o\nlr: 1\n")
+    with pytest.raises(MsmEvalError, match=r"train.yaml:4: malformed YAML.*fix the YAML syntax near this line"):
+        load_config(path)
+    with pytest.raises(MsmEvalError, match=r"nope.yaml: config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_pipeline_config_file_errors_name_file_and_line(tmp_path: Path) -> None:
+    from msm_eval.train.pipeline import load_pipeline_config
+
+    with pytest.raises(MsmEvalError, match=r"gone.yaml: pipeline config not found"):
+        load_pipeline_config(tmp_path / "gone.yaml")
+    path = tmp_path / "pipe.yaml"
+    path.write_text("name: x\nvariants: [rules\nbase_model: smollm2\n")
+    with pytest.raises(MsmEvalError, match=r"pipe.yaml:3: malformed YAML"):
+        load_pipeline_config(path)
 
 
 def test_missing_data_is_a_clear_error(assets: dict[str, Path], tmp_path: Path) -> None:

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from msm_eval.errors import MsmEvalError
+from msm_eval.yamlsource import read_yaml_file
 
 STAGES = ("midtrain", "aft")
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -152,14 +151,7 @@ def _validate(cfg: TrainConfig, source: str | Path) -> None:
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Load a YAML training config; relative paths inside it are resolved against the current directory."""
     source = Path(path)
-    if not source.exists():
-        raise MsmEvalError("config file not found", path=source, hint="check the path")
-    try:
-        raw = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise MsmEvalError(f"invalid YAML: {getattr(exc, 'problem', exc)}", path=source,
-                           line=(mark.line + 1) if mark else None, hint="fix the YAML syntax") from None
+    raw = read_yaml_file(source, "config file") or {}
     if isinstance(raw, dict) and "train" in raw and isinstance(raw["train"], dict):
         raw = raw["train"]
     if isinstance(raw, dict) and overrides:

@@ -28,11 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from msm_eval.errors import MsmEvalError
 from msm_eval.fileio import append_jsonl, atomic_write_json, atomic_write_text
 from msm_eval.train.config import TrainConfig, config_from_dict
+from msm_eval.yamlsource import read_yaml_file
 
 PIPELINE_VERSION = 2
 _TRAIN_OWNED = ("stage", "model", "data", "out_dir", "init_from")
@@ -61,14 +60,7 @@ class PipelineConfig:
 def load_pipeline_config(path: str | Path) -> PipelineConfig:
     """Read and validate a pipeline YAML; relative paths are taken from the current directory."""
     source = Path(path)
-    if not source.exists():
-        raise MsmEvalError("pipeline config not found", path=source, hint="check the path")
-    try:
-        raw = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise MsmEvalError(f"invalid YAML: {getattr(exc, 'problem', exc)}", path=source,
-                           line=(mark.line + 1) if mark else None, hint="fix the YAML syntax") from None
+    raw = read_yaml_file(source, "pipeline config") or {}
     return pipeline_config_from_dict(raw, source=str(source))
 
 
