@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,15 @@ def test_atomic_output_keeps_old_file_when_the_writer_fails(tmp_path: Path) -> N
     with atomic_output(target) as tmp:
         tmp.write_text("new")
     assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["table.csv"]
+
+
+def test_atomic_writes_get_the_mode_a_plain_open_would(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        written = atomic_write_text(tmp_path / "report.md", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(written.stat().st_mode) == 0o644  # not mkstemp's 0600
 
 
 def test_jsonl_malformed_middle_line_names_the_line(tmp_path: Path) -> None:
