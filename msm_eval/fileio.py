@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
+    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; give the file the mode open() would
     try:
         yield tmp
         with open(tmp, "rb") as handle:
@@ -33,7 +34,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         raise
 
 
-def _umask() -> int:
+def current_umask() -> int:
     """The process umask, read from /proc where possible (setting and restoring it, the portable
     way, would briefly change it for every thread)."""
     try:
@@ -45,6 +46,74 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """Flush a folder's entries (a rename into it) to disk; a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish_tree(folder: str | Path) -> None:
+    """Make a freshly written temp folder ready to be renamed into place: give it and everything
+    in it the modes a plain mkdir / open would (mkdtemp and mkstemp make them private) and fsync
+    every file and folder."""
+    root = Path(folder)
+    umask = current_umask()
+    for item in sorted(root.rglob("*"), reverse=True):  # files before the folders holding them
+        if item.is_file() and not item.is_symlink():
+            os.chmod(item, 0o666 & ~umask)
+            with open(item, "rb") as handle:
+                os.fsync(handle.fileno())
+        elif item.is_dir() and not item.is_symlink():
+            os.chmod(item, 0o777 & ~umask)
+            fsync_dir(item)
+    os.chmod(root, 0o777 & ~umask)
+    fsync_dir(root)
+
+
+def atomic_dir(final: str | Path, write: Callable[[Path], Any]) -> Path:
+    """Create the folder `final` by letting `write(tmp)` fill a sibling temp folder `.<name>.*`,
+    publishing it (`publish_tree`) and renaming it into place; an existing `final` is renamed
+    aside first and deleted only after the new one is in place. A process killed while writing
+    leaves only a temp folder, which `remove_stale_temps` deletes; `final` is always either the
+    old complete folder or the new complete one."""
+    target = Path(final)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        write(tmp)
+        publish_tree(tmp)
+        aside = None
+        if target.exists():
+            aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, aside / target.name)
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def remove_stale_temps(folder: str | Path, name: str) -> list[Path]:
+    """Delete the temp folders `.<name>*` that an interrupted `atomic_dir(folder / name...)` left
+    in `folder` (e.g. `name="step_"` for `checkpoints/step_00000010`); returns what was removed."""
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    stale = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(f".{name}")]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

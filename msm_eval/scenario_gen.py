@@ -98,7 +98,7 @@ class GenerationSummary:
             "  rejected: " + (", ".join(f"{n} {kind}" for kind, n in sorted(self.rejected.items())) or "none"),
             f"  near-duplicate filter: Jaccard of word 5-grams >= {self.dedup_threshold:g} against the "
             "library and earlier generated seeds",
-            f"  realism check: " + (f"on, seeds rated below {self.realism_threshold:g}/10 are rejected"
+            "  realism check: " + (f"on, seeds rated below {self.realism_threshold:g}/10 are rejected"
                                     if self.realism_check else "off"),
             f"  log: {self.out_dir / LOG_NAME} (rejections: status=rejected, copied to {REJECTS_NAME})",
         ]

@@ -144,7 +144,7 @@ def test_documents_failing_the_length_check_are_regenerated_a_bounded_number_of_
             return "Far too short."
         import re
 
-        from conftest_msm_data import _unique_document, toy_markdown_spec
+        from conftest_msm_data import _unique_document
         return _unique_document(re.search(r"Subdomain: (.*)", prompt).group(1) + re.search(r"Idea: (.*)", prompt).group(1))
 
     generator = ScriptedGenerator(document_text=text)

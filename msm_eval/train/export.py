@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from msm_eval.errors import MsmEvalError
-from msm_eval.train.trainer import _atomic_dir, git_revision, load_trained
+from msm_eval.fileio import atomic_dir
+from msm_eval.train.trainer import git_revision, load_trained
 
 MANIFEST_FILE = "msm_manifest.json"
 
@@ -47,7 +48,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, dtype: str = "float3
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
 
     target = Path(out_dir)
-    _atomic_dir(target, write)
+    atomic_dir(target, write)
     return target
 
 

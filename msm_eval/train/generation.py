@@ -148,7 +148,7 @@ def parse_model_spec(value: str, role: str) -> tuple[str, dict[str, Any]]:
 
     name, sep, spec = value.partition("=")
     if not sep or name.strip() != role or not spec.strip():
-        raise MsmEvalError(f"expected {role}=MODEL, got '{value}'", field=f"--model-role",
+        raise MsmEvalError(f"expected {role}=MODEL, got '{value}'", field="--model-role",
                            hint=f"e.g. {role}=anthropic/claude-sonnet-4-6 or {role}='{{model: msm/mock, model_args: {{reply: hi}}}}'")
     spec = spec.strip()
     if spec.startswith("{"):

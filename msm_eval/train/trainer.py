@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import shutil
-import tempfile
 import time
 import warnings
 from contextlib import nullcontext
@@ -37,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from msm_eval.errors import MsmEvalError
-from msm_eval.fileio import append_jsonl, atomic_write_json, read_jsonl
+from msm_eval.fileio import append_jsonl, atomic_dir, atomic_write_json, read_jsonl, remove_stale_temps
 from msm_eval.train.config import TrainConfig
 from msm_eval.train.data import PackedRows, build_rows, file_sha256
 
@@ -192,56 +190,6 @@ def git_revision() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def _fsync_tree(folder: Path) -> None:
-    """Flush every file under `folder` (and the folder entries) to disk."""
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_dir(final: Path, write: Any) -> None:
-    """Create `final` by writing into a sibling temp folder `.<name>.*`, fsyncing it and renaming it into place.
-
-    A process killed while writing leaves only the temp folder, which `remove_stale_temp` deletes
-    on the next start; `final` is either the old complete folder or the new complete one.
-    """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
-        write(tmp)
-        _fsync_tree(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        _fsync_dir(final.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def remove_stale_temp(folder: Path, name_prefix: str) -> list[Path]:
-    """Delete the temp folders `.<name_prefix>*.` that a killed `_atomic_dir` left in `folder`; returns them."""
-    if not folder.is_dir():
-        return []
-    stale = [p for p in folder.iterdir() if p.is_dir() and p.name.startswith(f".{name_prefix}")]
-    for path in stale:
-        shutil.rmtree(path, ignore_errors=True)
-    return stale
-
-
 # ----------------------------------------------------------------------------- the run
 
 @dataclass
@@ -334,8 +282,8 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> TrainResult:
     # --- resume (a run killed while writing a checkpoint leaves a temp folder; the previous one counts)
     step, tokens_seen = 0, 0
     if main:
-        remove_stale_temp(out / "checkpoints", "step_")
-        remove_stale_temp(out, "final.")
+        remove_stale_temps(out / "checkpoints", "step_")
+        remove_stale_temps(out, "final.")
     accelerator.wait_for_everyone()
     latest = _latest_checkpoint(out)
     if latest is not None:
@@ -491,7 +439,7 @@ def _save_checkpoint(out: Path, step: int, tokens: int, model: Any, optimizer: A
         (tmp / "progress.json").write_text(json.dumps({"step": step, "tokens": tokens}))
 
     final = out / "checkpoints" / f"step_{step:08d}"
-    _atomic_dir(final, write)
+    atomic_dir(final, write)
     old = sorted(p for p in final.parent.iterdir() if p.is_dir() and p.name.startswith("step_"))
     for stale in old[:-keep]:
         shutil.rmtree(stale, ignore_errors=True)
@@ -521,7 +469,7 @@ def _write_final(out: Path, cfg: TrainConfig, model: Any, base_name: str, base_p
                  lora: dict[str, Any] | None, history: list[dict[str, Any]], rows: PackedRows, steps: int,
                  tokens: int, train_loss: float | None, eval_loss: float | None, bf16: bool) -> None:
     from safetensors.torch import save_file
-    _atomic_dir(out / "final", lambda tmp: save_file(trainable_state(model), str(tmp / TRAINABLE_FILE)))
+    atomic_dir(out / "final", lambda tmp: save_file(trainable_state(model), str(tmp / TRAINABLE_FILE)))
     spec_sha = cfg.spec_sha256 or _spec_sha_from_documents(cfg)
     entry = {"stage": cfg.stage, "data": str(cfg.data), "data_sha256": file_sha256(cfg.data),
              "spec_sha256": spec_sha, "steps": steps, "tokens": tokens, "train_tokens": rows.n_tokens,
