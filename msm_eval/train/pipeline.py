@@ -445,6 +445,7 @@ def render_table(summary: dict[str, Any]) -> str:
                      f"[{_fmt(row.get('ci_low'), 4)}, {_fmt(row.get('ci_high'), 4)}] | {_fmt(row.get('p_value'))} | "
                      f"{_fmt(row.get('p_adj'))} | {row.get('n_pairs')} |")
     ran = [s for s in summary["stages"] if s["status"] == "ran"]
+    cached = len(summary["stages"]) - len(ran)
     lines += ["", f"Stages run this time: {len(ran)} of {len(summary['stages'])} "
-              f"({sum(s['seconds'] for s in ran):.0f} s); the rest came from the cache.", ""]
+              f"({sum(s['seconds'] for s in ran):.0f} s)" + (f"; {cached} came from the cache." if cached else "."), ""]
     return "\n".join(lines)
