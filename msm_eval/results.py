@@ -299,8 +299,7 @@ def write_frame(frame: pd.DataFrame, out: str | Path) -> Path:
     if suffix not in TABLE_SUFFIXES:
         raise MsmEvalError(f"unsupported output type '{target.suffix}'", path=target,
                            hint="name the output file *.csv or *.parquet")
-    if "source" in frame.columns:  # keep machine paths out of shareable tables: file names only
-        frame = frame.assign(source=frame["source"].astype(str).map(lambda s: Path(s).name if s else s))
+    frame = with_source_names(frame)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
@@ -344,7 +343,15 @@ def run_metadata(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per run with its model, spec, judge, task and provenance hashes."""
     columns = ["run", "model", "spec", "spec_variant", "judge", "judge_mode", "task",
                "scenario_set_hash", "rubric_sha256", "log_status", "eval_id", "source"]
-    return frame[columns].drop_duplicates("run").reset_index(drop=True)
+    return with_source_names(frame[columns].drop_duplicates("run").reset_index(drop=True))
+
+
+def with_source_names(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with its `source` column reduced to file names: tables and reports are shared, and
+    the folder layout of the machine that ran the eval has no place in them."""
+    if "source" not in frame.columns:
+        return frame
+    return frame.assign(source=frame["source"].astype(str).map(lambda s: Path(s).name if s else s))
 
 
 # --------------------------------------------------------------------------- per-judge ratings

@@ -34,6 +34,13 @@ def test_all_report_files_written(written: dict[str, Path]) -> None:
         assert written[kind].exists() and written[kind].stat().st_size > 0, kind
 
 
+def test_reports_name_log_files_not_machine_folders(logs: dict[str, Path], written: dict[str, Path]) -> None:
+    folder = str(logs["rules"].parent)
+    assert logs["rules"].name in written["html"].read_text()          # the runs table names its log
+    for kind in ("html", "csv", "counts", "markdown", "latex"):
+        assert folder not in written[kind].read_text(), kind
+
+
 def test_markdown_and_csv_tables(written: dict[str, Path]) -> None:
     text = written["markdown"].read_text()
     assert "| dimension | rules | value_augmented |" in text
