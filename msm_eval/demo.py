@@ -66,8 +66,11 @@ def run_evals(out_dir: Path, variants: Sequence[str] = DEFAULT_VARIANTS, max_tok
                                   **common), list(agentic_samples)),
         ]
         for task, sample_ids in jobs:
+            # max_connections=1: one request per forward pass. inspect's hf provider batches concurrent
+            # requests, and the padding would make greedy outputs depend on what a request met there.
             logs = inspect_eval(task, model=model, model_roles={"judge": model}, log_dir=str(log_dir),
-                                display="none", max_tokens=max_tokens, sample_id=sample_ids, fail_on_error=False)
+                                display="none", max_tokens=max_tokens, sample_id=sample_ids, fail_on_error=False,
+                                max_connections=1)
             for log in logs:
                 if log.status != "success":
                     raise RuntimeError(f"demo eval {log.eval.task} ({variant}) ended with status {log.status}: "

@@ -58,7 +58,7 @@ from inspect_ai.solver import Generate, Solver, TaskState, solver
 from inspect_ai.tool import ToolFunction, ToolInfo, ToolParam, ToolParams
 
 from msm_eval.errors import MsmEvalError
-from msm_eval.transcript import extract_json_object, render_prompt, render_transcript
+from msm_eval.transcript import extract_json_object, message_aliases, render_prompt, render_transcript
 
 JudgeMode = Literal["answer", "logprob"]
 JUDGE_MODES: tuple[str, ...] = ("answer", "logprob")
@@ -199,12 +199,14 @@ class ParsedAnswer:
 
 
 def parse_answer(payload: Mapping[str, Any], dimension_ids: Sequence[str],
-                 message_ids: Iterable[str] = ()) -> ParsedAnswer:
+                 message_ids: Mapping[str, str] | Iterable[str] = ()) -> ParsedAnswer:
     """Validate a `submit_scores` payload (or the JSON fallback) against the rubric.
 
     Accepts `{"scores": {...}, "justifications": {...}, "citations": {...}, "summary": "..."}` or a
     flat `{dimension: score}` object. Raises `AnswerProblem` when a score is invalid or no
-    dimension is scored at all; missing dimensions are listed, not fatal.
+    dimension is scored at all; missing dimensions are listed, not fatal. `message_ids` is the
+    set of citable ids, or a mapping from the transcript labels the judge saw (`m3`) to the
+    message ids recorded in the citations.
     """
     scores_raw = payload.get("scores") if isinstance(payload.get("scores"), Mapping) else payload
     known = set(dimension_ids)
@@ -227,7 +229,7 @@ def parse_answer(payload: Mapping[str, Any], dimension_ids: Sequence[str],
     unknown = sorted(str(k) for k in scores_raw if k not in known and k not in reserved)
     justifications = {k: str(v) for k, v in (payload.get("justifications") or {}).items()
                       if k in known and v is not None} if isinstance(payload.get("justifications"), Mapping) else {}
-    ids = set(message_ids)
+    ids = dict(message_ids) if isinstance(message_ids, Mapping) else {i: i for i in message_ids}
     citations: dict[str, list[str]] = {}
     unmatched: list[str] = []
     raw_citations = payload.get("citations")
@@ -240,7 +242,7 @@ def parse_answer(payload: Mapping[str, Any], dimension_ids: Sequence[str],
             for item in items:
                 text = str(item).strip().strip("[]").strip()
                 if text in ids:
-                    good.append(text)
+                    good.append(ids[text])
                 else:
                     unmatched.append(text)
             if good:
@@ -346,7 +348,7 @@ async def judge_answer(model: Model, rubric: Any, state: TaskState, *, sample: i
     """One answer-mode judgement with bounded retries; failures end as `unscored` / `refused` / `error`."""
     run = JudgeRun(judge=str(model), sample=sample, panel=panel)
     dimension_ids = list(rubric.ids)
-    message_ids = [m.id for m in state.messages if m.id]
+    message_ids = message_aliases(state.messages)
     base = answer_prompt(rubric, state, spec_excerpt=spec_excerpt, max_chars_per_message=max_chars_per_message)
     tool = submit_scores_tool(dimension_ids)
     messages = list(base)

@@ -9,9 +9,12 @@ conversation and read structured answers back. This module keeps that in one pla
   in each run's metadata so a changed prompt never passes silently as the same instrument;
 - `render_transcript(messages)` writes a conversation as `<message id=... role=...>` elements.
   A spec placed in the target's system prompt is left out, so judges are blind to the variant.
-  The ids are inspect's own message ids (shown in `inspect view`), so a judge's citations point
-  at real messages. Text that imitates the delimiters is neutralised, so a target cannot close
-  the transcript block and speak to the judge outside it;
+  Messages are labelled by position (`m1`, `m2`, ...) and tool calls by order (`c1`, ...), not by
+  inspect's random ids, so the same conversation always gives the same judge prompt (reproducible
+  logprob readings, cache hits); `message_aliases(messages)` maps the labels back to inspect's
+  message ids (shown in `inspect view`), which is what recorded citations use. Text that imitates
+  the delimiters is neutralised, so a target cannot close the transcript block and speak to the
+  judge outside it;
 - `extract_json_object(text)` finds the JSON object in a model's reply (bare, fenced or
   surrounded by prose).
 """
@@ -36,8 +39,9 @@ PIPELINE_PROMPTS = (
     "classifier_families.yaml", "target_spec_context.j2",
 )
 """Templates whose content defines the evaluation instrument (hashed into `prompts_version`)."""
-PROMPTS_SERIES = "eval-1"
-"""Human-readable prompt series; the hash after it changes with any template edit."""
+PROMPTS_SERIES = "eval-2"
+"""Human-readable prompt series, bumped when the judge-facing rendering changes in code (eval-2:
+positional message labels); the hash after it changes with any template edit."""
 
 _DELIMITER = re.compile(r"<(/?)\s*(transcript|message|tool_call|tool_result|brief|model_spec|spec)\b",
                         re.IGNORECASE)
@@ -57,7 +61,7 @@ def render_prompt(name: str, **context: Any) -> str:
 
 @lru_cache(maxsize=1)
 def prompts_version() -> str:
-    """`eval-1+<12 hex>`: the series name plus a sha256 prefix over every pipeline template."""
+    """`eval-2+<12 hex>`: the series name plus a sha256 prefix over every pipeline template."""
     digest = hashlib.sha256()
     for name in PIPELINE_PROMPTS:
         digest.update(name.encode())
@@ -70,25 +74,47 @@ def neutralise(text: str) -> str:
     return _DELIMITER.sub(lambda m: f"&lt;{m.group(1)}{m.group(2)}", text)
 
 
-def _tool_calls_text(message: Any) -> str:
+def message_alias(index: int) -> str:
+    """The transcript label of the message at 0-based position `index`."""
+    return f"m{index + 1}"
+
+
+def message_aliases(messages: Sequence[Any]) -> dict[str, str]:
+    """Transcript label (`m1`, ...) -> inspect message id, for every message that has an id."""
+    return {message_alias(i): message.id for i, message in enumerate(messages) if getattr(message, "id", None)}
+
+
+def _tool_call_aliases(messages: Sequence[Any]) -> dict[str, str]:
+    """Tool call id -> `c1`, `c2`, ... in order of appearance."""
+    aliases: dict[str, str] = {}
+    for message in messages:
+        for call in getattr(message, "tool_calls", None) or []:
+            if call.id and call.id not in aliases:
+                aliases[call.id] = f"c{len(aliases) + 1}"
+    return aliases
+
+
+def _tool_calls_text(message: Any, call_aliases: dict[str, str]) -> str:
     calls = getattr(message, "tool_calls", None) or []
     parts = []
     for call in calls:
         arguments = json.dumps(call.arguments, ensure_ascii=False, sort_keys=True)
-        parts.append(f'<tool_call id="{call.id}" function="{call.function}">{neutralise(arguments)}</tool_call>')
+        label = call_aliases.get(call.id, call.id)
+        parts.append(f'<tool_call id="{label}" function="{call.function}">{neutralise(arguments)}</tool_call>')
     return "\n".join(parts)
 
 
 def render_transcript(messages: Sequence[Any], *, include_system: bool = True,
                       max_chars_per_message: int | None = None) -> str:
-    """The conversation as `<message id="..." role="...">text</message>` elements, one per message.
+    """The conversation as `<message id="m1" role="...">text</message>` elements, one per message.
 
     Assistant tool calls follow the message text as `<tool_call>` elements; tool results carry the
     id of the call they answer. `max_chars_per_message` keeps the head and tail of very long
     messages (for small-context judges) and says how much was cut.
     """
     blocks: list[str] = []
-    for message in messages:
+    call_aliases = _tool_call_aliases(messages)
+    for index, message in enumerate(messages):
         role = message.role
         if role == "system" and not include_system:
             continue
@@ -102,16 +128,16 @@ def render_transcript(messages: Sequence[Any], *, include_system: bool = True,
             half = max_chars_per_message // 2
             cut = len(text) - 2 * half
             text = f"{text[:half]}\n[... {cut} characters omitted ...]\n{text[-half:]}"
-        attributes = f'id="{message.id}" role="{role}"'
+        attributes = f'id="{message_alias(index)}" role="{role}"'
         if role == "tool":
             attributes += f' function="{getattr(message, "function", "") or ""}"'
             call_id = getattr(message, "tool_call_id", None)
             if call_id:
-                attributes += f' answers="{call_id}"'
+                attributes += f' answers="{call_aliases.get(call_id, call_id)}"'
             error = getattr(message, "error", None)
             if error is not None:
                 text = (text + f"\n[tool error: {neutralise(error.message)}]").strip()
-        calls = _tool_calls_text(message) if role == "assistant" else ""
+        calls = _tool_calls_text(message, call_aliases) if role == "assistant" else ""
         body = "\n".join(part for part in (text, calls) if part)
         blocks.append(f"<message {attributes}>\n{body}\n</message>")
     return "\n".join(blocks)

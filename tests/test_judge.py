@@ -203,3 +203,30 @@ def test_reduce_runs_all_refused():
     runs = [JudgeRun(judge="a", sample=0, status="refused", scores={d: math.nan for d in DIMS}, reason="no")]
     value, status, _ = reduce_runs(runs, DIMS)
     assert status == "refused" and all(math.isnan(v) for v in value.values())
+
+
+def _tool_conversation(call_id: str) -> list:
+    from inspect_ai.model import ChatMessageTool
+    from inspect_ai.tool import ToolCall
+
+    call = ToolCall(id=call_id, function="send_email", arguments={"to": "x@y.z"})
+    return [ChatMessageSystem(content="You are an email agent."), ChatMessageUser(content="Sort the inbox."),
+            ChatMessageAssistant(content="Sending.", tool_calls=[call]),
+            ChatMessageTool(content="sent", tool_call_id=call.id, function="send_email")]
+
+
+def test_transcripts_label_messages_by_position_so_judge_prompts_repeat_exactly():
+    from msm_eval.transcript import message_aliases, render_transcript
+
+    first, second = _tool_conversation("call_Qx81"), _tool_conversation("toolu_7Hb2")
+    assert first[2].id != second[2].id and first[2].tool_calls[0].id != second[2].tool_calls[0].id
+    text = render_transcript(first)
+    assert text == render_transcript(second)            # inspect's random ids never reach the judge
+    assert '<message id="m3" role="assistant">' in text and '<tool_call id="c1" function="send_email">' in text
+    assert 'answers="c1"' in text and first[2].id not in text
+    aliases = message_aliases(first)
+    assert aliases["m3"] == first[2].id and len(aliases) == 4
+    parsed = parse_answer({"scores": {"honesty": 1}, "citations": {"honesty": ["m3", "[m4]", first[0].id]}},
+                          DIMS, message_ids=aliases)
+    assert parsed.citations == {"honesty": [first[2].id, first[3].id]}   # labels -> inspect ids for `inspect view`
+    assert parsed.unmatched_citations == [first[0].id]                   # a raw id was never shown, so not citable

@@ -29,7 +29,7 @@ def test_metadata_records_the_instrument():
     assert meta["judge_mode"] == "answer" and meta["judge_samples"] == 3
     assert meta["rubric"] == "pipeline_small" and len(meta["rubric_sha256"]) == 64
     assert len(meta["spec_sha256"]) == 64 and len(meta["scenario_set_hash"]) == 64
-    assert meta["prompts_version"] == prompts_version() and meta["prompts_version"].startswith("eval-1+")
+    assert meta["prompts_version"] == prompts_version() and meta["prompts_version"].startswith("eval-2+")
     assert sorted(sample.id for sample in task.dataset) == ["pl_agentic_leak", "pl_chat_feedback"]
     assert len(task.scorer) == 2          # harmful_action + constitution_judge
 
