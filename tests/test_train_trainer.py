@@ -136,7 +136,7 @@ def test_missing_data_is_a_clear_error(assets: dict[str, Path], tmp_path: Path) 
 
 
 def test_two_process_data_parallel_equals_one_process(assets: dict[str, Path], tmp_path: Path) -> None:
-    """torchrun with 2 CPU processes (gloo) == 1 process with twice the accumulation, same global batch.
+    """`accelerate launch` with 2 CPU processes (gloo) == 1 process with twice the accumulation, same global batch.
 
     The row count is odd, so the last step gives one process fewer rows than the other (it must
     still join every gradient sync).
@@ -152,11 +152,13 @@ def test_two_process_data_parallel_equals_one_process(assets: dict[str, Path], t
                     eval_fraction=0.1, seed=3)
     config = tmp_path / "ddp.yaml"
     config.write_text(yaml.safe_dump({**settings, "grad_accum": 1, "out_dir": str(tmp_path / "ddp")}))
-    torchrun = Path(sys.executable).parent / "torchrun"
+    launcher = Path(sys.executable).parent / "accelerate"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([str(torchrun), "--nproc_per_node", "2", "-m", "msm_eval", "train", "midtrain",
-                             "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, start_new_session=True)
+    # --multi_gpu with no GPU gives two CPU processes on the gloo backend: the multi-GPU code path
+    proc = subprocess.Popen([str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                             "--mixed_precision", "no", "--dynamo_backend", "no",
+                             "-m", "msm_eval", "train", "midtrain", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
     try:
         _, err = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:
