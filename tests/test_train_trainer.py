@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -275,3 +276,13 @@ def test_bf16_autocast_held_out_loss_and_metrics(assets: dict[str, Path], tmp_pa
     assert result.eval_loss == pytest.approx(evals[-1]["eval_loss"], abs=1e-5)
     history = json.loads((tmp_path / "run" / "run.json").read_text())["stage_history"][-1]
     assert history["bf16"] is True and history["eval_loss"] == result.eval_loss
+
+
+def test_progress_bar_shows_loss_and_tokens_per_second(assets: dict[str, Path], tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    train(_cfg(assets, tmp_path / "bar", epochs=1, max_steps=3, progress=True))
+    err = capsys.readouterr().err
+    assert "midtrain" in err and "3/3" in err
+    assert re.search(r"loss=\d+\.\d{4}", err) and re.search(r"tok_s=\d+", err)
+    train(_cfg(assets, tmp_path / "quiet", epochs=1, max_steps=3, progress=False))
+    assert "tok_s=" not in capsys.readouterr().err
