@@ -26,6 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
 from msm_eval.paths import RESULTS_DIR
 
 DEFAULT_VARIANTS = ("rules", "value_augmented")
@@ -66,8 +67,8 @@ def run_evals(out_dir: Path, variants: Sequence[str] = DEFAULT_VARIANTS, max_tok
                                   **common), list(agentic_samples)),
         ]
         for task, sample_ids in jobs:
-            # max_connections=1: one request per forward pass. inspect's hf provider batches concurrent
-            # requests, and the padding would make greedy outputs depend on what a request met there.
+            # max_connections=1: one request per forward pass (inspect's hf provider batches concurrent
+            # requests with padding), so no output depends on what else was in flight; no slower here.
             logs = inspect_eval(task, model=model, model_roles={"judge": model}, log_dir=str(log_dir),
                                 display="none", max_tokens=max_tokens, sample_id=sample_ids, fail_on_error=False,
                                 max_connections=1)

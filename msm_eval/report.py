@@ -1,9 +1,9 @@
 """Report writers: per-dimension summary tables and paired comparisons as Markdown, LaTeX
 (booktabs), CSV, JSON and a self-contained HTML page, plus forest plots (PNG).
 
-`build_report(paths, by, out_dir)` and `build_comparison(baseline, candidate, out_dir)` return the
-files they wrote by kind; `write_report(sources, out_dir, by)` and `write_comparison(sources, out_dir,
-baseline, candidate, by)` are one-call versions returning a list of paths. The `msm-eval report` /
+`build_report(paths, by, out_dir)` and `build_comparison(baseline, candidate, out_dir)` (or two
+groups of one source: `baseline_run=`, `candidate_run=`, `by=`) return the files they wrote by
+kind. The `msm-eval report` /
 `msm-eval compare` commands are thin wrappers. Every table carries its denominators: scored
 samples and clusters next to each estimate, and the sample-epochs that were not exercised,
 unscored, refused or errored.
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from msm_eval.errors import MsmEvalError
-from msm_eval.fileio import atomic_write_json, atomic_write_text
+from msm_eval.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from msm_eval.results import counts, load, run_metadata, stack_sides, to_json_records, write_frame
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -278,29 +278,10 @@ def forest_plot(table: pd.DataFrame, group_column: str | None, path: str | Path,
         ax.legend(fontsize=7, loc="best")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     plt.close(fig)
-    _atomic_write_bytes(target, buffer.getvalue())
-    return target
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def _render_html(context: dict[str, Any]) -> str:

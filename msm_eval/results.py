@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -25,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from msm_eval.errors import MsmEvalError
+from msm_eval.fileio import atomic_output
 
 TIDY_COLUMNS = ["run", "model", "spec", "judge", "task", "sample_id", "cluster", "epoch",
                 "dimension", "score", "status"]
@@ -300,20 +299,11 @@ def write_frame(frame: pd.DataFrame, out: str | Path) -> Path:
         raise MsmEvalError(f"unsupported output type '{target.suffix}'", path=target,
                            hint="name the output file *.csv or *.parquet")
     frame = with_source_names(frame)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
+    with atomic_output(target) as tmp:
         if suffix == ".csv":
             frame.to_csv(tmp, index=False, na_rep="NaN")
         else:
             frame.to_parquet(tmp, index=False)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return target
 
 
