@@ -120,3 +120,32 @@ def test_cache_keys_follow_generator_versions_and_output_bytes(tmp_path: Path, m
                    ("midtrain", "value_augmented"), ("aft", "value_augmented"), ("export", "value_augmented"),
                    ("eval", "value_augmented")}
     assert "eval:rules" not in calls and "eval:base" not in calls
+
+
+def test_a_moved_work_dir_is_still_a_valid_cache(tmp_path: Path) -> None:
+    """stage.json records its own outputs relative to the stage folder, so a renamed, moved or
+    copied work_dir serves every stage from the cache instead of pointing at the old place."""
+    import shutil
+
+    model = build_tiny_model(tmp_path / "model")
+    calls: list[str] = []
+    Pipeline(_config(tmp_path, model), _functions(calls), progress=None).run()
+    eval_markers = list((tmp_path / "work" / "eval").glob("*/stage.json"))
+    assert len(eval_markers) == 3
+    assert all(json.loads(m.read_text())["outputs"]["log"] == "$STAGE/logs/fake.eval" for m in eval_markers)
+    shutil.move(str(tmp_path / "work"), str(tmp_path / "moved"))
+
+    seen: dict[str, str] = {}
+    functions = _functions(calls)
+    compare = functions.compare
+
+    def recording_compare(evals: dict[str, str], cfg: Any, records: list[Any]) -> dict[str, Any]:
+        seen.update(evals)
+        return compare(evals, cfg, records)
+
+    functions.compare = recording_compare
+    calls.clear()
+    summary = Pipeline(_config(tmp_path, model, work_dir=str(tmp_path / "moved")), functions, progress=None).run()
+    assert {s["status"] for s in summary["stages"]} == {"cached"}
+    assert calls == ["compare"] and set(seen) == {"base", "rules", "value_augmented"}
+    assert all(Path(log).parent.parent.parent.parent == tmp_path / "moved" for log in seen.values())

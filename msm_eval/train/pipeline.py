@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -249,13 +250,13 @@ class Pipeline:
             done = json.loads(marker.read_text(encoding="utf-8"))
             self.records.append(StageRecord(stage, arm, key, "cached", 0.0, str(folder)))
             self.say(f"[cached] {stage:<9} {arm}")
-            return done["outputs"]
+            return _from_portable(done["outputs"], folder)
         self.say(f"[run]    {stage:<9} {arm} -> {folder}")
         folder.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         outputs = work(folder)
         seconds = time.perf_counter() - t0
-        atomic_write_json(marker, {"stage": stage, "arm": arm, "key": key, "outputs": outputs,
+        atomic_write_json(marker, {"stage": stage, "arm": arm, "key": key, "outputs": _to_portable(outputs, folder),
                                    "seconds": round(seconds, 2),
                                    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         self.records.append(StageRecord(stage, arm, key, "ran", seconds, str(folder)))
@@ -351,6 +352,38 @@ class Pipeline:
     def _compare(self, evals: dict[str, str]) -> dict[str, Any]:
         """Every eval log -> tidy frame -> summaries and paired comparisons -> tables in `out_dir`."""
         return self.fn.compare(evals, self.cfg, self.records)
+
+
+_STAGE_DIR = "$STAGE"
+"""Stands for a stage's own folder in `stage.json`, so a work_dir can be moved or copied."""
+
+
+def _to_portable(value: Any, folder: Path) -> Any:
+    """`value` with every path string inside `folder` written relative to it (`$STAGE/...`)."""
+    if isinstance(value, dict):
+        return {k: _to_portable(v, folder) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_portable(v, folder) for v in value]
+    if isinstance(value, str):
+        for root in dict.fromkeys((str(folder), str(folder.resolve()))):
+            if value == root:
+                return _STAGE_DIR
+            if value.startswith(root + os.sep):
+                return _STAGE_DIR + "/" + value[len(root) + 1:].replace(os.sep, "/")
+    return value
+
+
+def _from_portable(value: Any, folder: Path) -> Any:
+    """Inverse of `_to_portable` for the folder the stage is in now."""
+    if isinstance(value, dict):
+        return {k: _from_portable(v, folder) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_portable(v, folder) for v in value]
+    if value == _STAGE_DIR:
+        return str(folder)
+    if isinstance(value, str) and value.startswith(_STAGE_DIR + "/"):
+        return str(folder / value[len(_STAGE_DIR) + 1:])
+    return value
 
 
 def _with_sha(outputs: dict[str, Any], name: str) -> dict[str, Any]:
