@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from msm_eval.fileio import atomic_write_json, atomic_write_text
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ("pipeline", "bare_equivalent", "bare_single")
 
@@ -151,7 +153,7 @@ def main() -> int:
                     "note": "2 CPU cores shared with other jobs running at the same time; numbers are noisy"},
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "harness_overhead.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    atomic_write_json(args.out / "harness_overhead.json", report)
     eq, single = report["ratio_pipeline_vs_bare_equivalent"], report["ratio_pipeline_vs_bare_single"]
     md = [
         "# Harness overhead (scripted models, inspect eval wall time per sample)", "",
@@ -169,7 +171,7 @@ def main() -> int:
         "", "Measured on the project's 2-core machine while other jobs were running on it, so absolute numbers "
         "are noisy; the ratios come from alternating runs.", "",
     ]
-    (args.out / "harness_overhead.md").write_text("\n".join(md), encoding="utf-8")
+    atomic_write_text(args.out / "harness_overhead.md", "\n".join(md))
     print("\n".join(md))
     return 0
 

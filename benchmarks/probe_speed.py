@@ -18,7 +18,6 @@ Writes results/bench/probe_speed.json and .md. Shared CPU: quote medians and rat
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from msm_eval.fileio import atomic_write_json, atomic_write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -108,7 +109,7 @@ def main() -> None:
               "note": "shared 2-core CPU; other jobs ran at the same time, so absolute numbers are noisy"}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_json(out.with_suffix(".json"), report)
     md = [f"# Probe scoring throughput ({args.model}, float32 weights)", "",
           f"{n} probe items (two options each; prompts {prompt_tokens:.0f} tokens, options {option_tokens:.0f} "
           f"tokens on average), {args.rounds} alternating rounds, {report['threads']} CPU threads. The naive loop "
@@ -125,7 +126,7 @@ def main() -> None:
            f"(CPU time: {speedup_cpu[best]:.1f}x). bf16 autocast roughly doubles that again but moves summed "
            f"log-probabilities by up to {max_diff[best + '_bf16_autocast']:.2f} nats, so it is not the default.", "",
            "Caveat: the 2 CPU cores were shared with other jobs while this ran; treat absolute numbers as rough.", ""]
-    out.with_suffix(".md").write_text("\n".join(md))
+    atomic_write_text(out.with_suffix(".md"), "\n".join(md))
     print("\n".join(md))
 
 

@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from msm_eval.fileio import atomic_write_json, atomic_write_text
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the tiny-model builder used by the tests
 
@@ -154,7 +156,7 @@ def main() -> None:
               "note": "shared 2-core CPU; other jobs ran at the same time, so absolute numbers are noisy"}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_json(out.with_suffix(".json"), report)
     md = [f"# Training throughput: compact trainer vs HF Trainer ({args.model}, {report['mode']})", "",
           f"{args.rounds} alternating rounds x {args.steps} steps, batch {args.batch_size} x {args.seq_len} tokens, "
           f"{report['device']}, {report['threads']} threads; steps 3+ timed.", "",
@@ -165,7 +167,7 @@ def main() -> None:
           f"Padding waste on this corpus at seq_len {args.seq_len}: packed {waste['packed_waste']:.2%} vs "
           f"one document per row (batch-of-4 padding) {waste['one_doc_per_row_waste']:.2%}.", "",
           "Caveat: the 2 CPU cores were shared with other jobs while this ran; treat absolute numbers as rough.", ""]
-    out.with_suffix(".md").write_text("\n".join(md))
+    atomic_write_text(out.with_suffix(".md"), "\n".join(md))
     print("\n".join(md))
 
 
