@@ -287,8 +287,10 @@ def forest_plot(table: pd.DataFrame, group_column: str | None, path: str | Path,
 def _render_html(context: dict[str, Any]) -> str:
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
+    from msm_eval.templating import untrusted_environment
+
+    env = untrusted_environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+                                autoescape=jinja2.select_autoescape(["html", "j2"]))
     return env.get_template("report.html.j2").render(**context)
 
 

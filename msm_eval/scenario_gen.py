@@ -38,6 +38,7 @@ from msm_eval import paths, scenarios
 from msm_eval.dedup import DEFAULT_THRESHOLD, NearDuplicateIndex
 from msm_eval.errors import MsmEvalError
 from msm_eval.fileio import append_jsonl, atomic_write_text, read_jsonl
+from msm_eval.templating import untrusted_environment
 
 PROMPT_VERSION = "scenario-gen-1"
 """Version of the generation prompts; bump it whenever a scenario_gen_*.j2 template changes."""
@@ -48,9 +49,7 @@ LOG_NAME = "generation_log.jsonl"
 REJECTS_NAME = "rejects.jsonl"
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 
-_PROMPTS = jinja2.Environment(loader=jinja2.FileSystemLoader(str(PROMPTS_DIR)),
-                              undefined=jinja2.StrictUndefined, autoescape=False,
-                              keep_trailing_newline=True)
+_PROMPTS = untrusted_environment(loader=jinja2.FileSystemLoader(str(PROMPTS_DIR)), keep_trailing_newline=True)
 
 
 Seed = scenarios.Seed

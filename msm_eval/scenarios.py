@@ -27,9 +27,11 @@ from typing import Any
 
 import jinja2
 import yaml
+from jinja2.exceptions import SecurityError
 
 from msm_eval import paths
 from msm_eval.errors import MsmEvalError
+from msm_eval.templating import compile_untrusted
 
 SETTINGS = ("chat", "agentic")
 """Allowed values of the `setting` field."""
@@ -401,16 +403,13 @@ def _split_body(body: str, body_line: int, path: Path,
 # ---------------------------------------------------------------------------------------------
 # Templates
 
-_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False,
-                          keep_trailing_newline=False)
-_LENIENT_ENV = jinja2.Environment(undefined=jinja2.Undefined, autoescape=False,
-                                  keep_trailing_newline=False)
-
-
-@lru_cache(maxsize=4096)
 def _compile(source: str, lenient: bool = False) -> jinja2.Template:
-    env = _LENIENT_ENV if lenient else _ENV
-    return env.from_string(source)
+    """Seeds are untrusted: compiled in the sandbox (`msm_eval.templating`), unsafe text refused."""
+    return compile_untrusted(source, strict=not lenient)
+
+
+_UNSAFE_HINT = ("seeds are rendered in a sandbox: use only the variables they are given (vars, conditions, "
+                "text, seed, args) and no attributes starting with '_'")
 
 
 def _template_error_line(exc: BaseException) -> int | None:
@@ -654,8 +653,27 @@ def _parse_condition_text(data: Mapping[str, Any], grid: Mapping[str, list[str]]
                 ck.error(f"condition '{name}' has no value {value!r}", "condition_text", name,
                          hint=_close(str(value), allowed[name]) or f"values: {', '.join(sorted(allowed[name]))}")
                 continue
+            problem = _snippet_problem(snippet)
+            if problem:
+                ck.error(f"unsafe template in condition text: {problem}", "condition_text", name,
+                         hint=_UNSAFE_HINT)
+                continue
             out[name][text] = snippet
     return out
+
+
+def _snippet_problem(value: Any) -> str | None:
+    """The first unsafe construct among condition-text snippets (nested mappings and lists)."""
+    if isinstance(value, str):
+        try:
+            _compile(value)
+        except SecurityError as exc:
+            return str(exc)
+        except jinja2.TemplateSyntaxError:
+            return None   # reported when the snippet is rendered
+        return None
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return next((p for p in (_snippet_problem(item) for item in items) if p), None)
 
 
 def _example_args(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -732,6 +750,9 @@ def _parse_tools(data: Mapping[str, Any], ck: _Checker) -> list[ToolSpec]:
             except jinja2.TemplateSyntaxError as exc:
                 ck.error(f"result template syntax error: {exc.message}", "tools", index, "result",
                          hint="fix the Jinja2 syntax")
+                result = None
+            except SecurityError as exc:
+                ck.error(f"unsafe result template: {exc}", "tools", index, "result", hint=_UNSAFE_HINT)
                 result = None
         tools.append(ToolSpec(name=name, description=description,
                               parameters=parameters if params_ok else {"type": "object", "properties": {}},
@@ -978,6 +999,9 @@ def _parse_seed(text: str, path: Path) -> tuple[Seed | None, list[MsmEvalError]]
             ck.errors.append(MsmEvalError(f"template syntax error in part '{part}': {exc.message}", path=path,
                                           line=line + (exc.lineno or 0), field=part,
                                           hint="fix the Jinja2 syntax ({{ var }}, {% if %}...{% endif %})"))
+        except SecurityError as exc:
+            ck.errors.append(MsmEvalError(f"unsafe template in part '{part}': {exc}", path=path,
+                                          line=line or None, field=part, hint=_UNSAFE_HINT))
 
     if ck.errors:
         return None, ck.errors

@@ -448,8 +448,11 @@ def _render_template(spec: Spec, variant: str) -> str:
     if not template_path.is_file():
         raise MsmEvalError(f"no template for variant '{variant}'", path=template_path,
                            hint=f"create {name} in the spec templates folder")
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)), undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    from msm_eval.templating import untrusted_environment
+
+    # spec templates come from the user's spec folder: sandboxed, includes confined to that folder
+    env = untrusted_environment(loader=jinja2.FileSystemLoader(str(folder)), keep_trailing_newline=True,
+                                trim_blocks=True, lstrip_blocks=True)
     context = {
         "spec": spec,
         "name": spec.name,

@@ -31,6 +31,8 @@ from typing import Any
 
 import jinja2
 
+from msm_eval.templating import untrusted_environment
+
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 PIPELINE_PROMPTS = (
     "judge_system.j2", "judge_transcript.j2", "judge_retry.j2", "judge_logprob.j2",
@@ -49,9 +51,9 @@ _DELIMITER = re.compile(r"<(/?)\s*(transcript|message|tool_call|tool_result|brie
 
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(PROMPTS_DIR)),
-                              undefined=jinja2.StrictUndefined, autoescape=False,
-                              keep_trailing_newline=False, trim_blocks=False)
+    # the prompts are ours, but their context is model output: render them in the sandbox too
+    return untrusted_environment(loader=jinja2.FileSystemLoader(str(PROMPTS_DIR)),
+                                 keep_trailing_newline=False, trim_blocks=False)
 
 
 def render_prompt(name: str, **context: Any) -> str:

@@ -35,6 +35,7 @@ import yaml
 from msm_eval.dedup import DEFAULT_THRESHOLD, NearDuplicateIndex
 from msm_eval.errors import MsmEvalError
 from msm_eval.fileio import atomic_write_json, atomic_write_text
+from msm_eval.templating import untrusted_environment
 from msm_eval.train.decompose import decompose_structural
 from msm_eval.train.generation import (
     TEMPLATES_DIR,
@@ -119,7 +120,7 @@ def _template_domains(spec: Any, variant: str) -> list[DemoDomain]:
 def _template_questions(domain: DemoDomain, qtype: str, n: int, round_index: int, seed: int,
                         pools: dict[str, Any]) -> list[list[str]]:
     rng = random.Random(stable_key(seed, domain.name, qtype, round_index))
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env = untrusted_environment()
     patterns = pools[qtype]
     out = []
     for index in range(n):

@@ -35,6 +35,7 @@ import jinja2
 
 from msm_eval.errors import MsmEvalError
 from msm_eval.fileio import append_jsonl, read_jsonl
+from msm_eval.templating import untrusted_environment
 
 if TYPE_CHECKING:  # inspect is imported lazily: the template path never needs it
     from inspect_ai.model import GenerateConfig, Model, ModelOutput
@@ -50,10 +51,9 @@ CHARS_PER_TOKEN = 4.0
 
 @functools.lru_cache(maxsize=8)
 def _environment(folder: Path) -> jinja2.Environment:
-    """One environment per folder, so each template is compiled once per process."""
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)), undefined=jinja2.StrictUndefined,
-                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False,
-                              autoescape=False)
+    """One sandboxed environment per folder (templates see model output), compiled once per process."""
+    return untrusted_environment(loader=jinja2.FileSystemLoader(str(folder)), trim_blocks=True,
+                                 lstrip_blocks=True, keep_trailing_newline=False)
 
 
 def render_prompt(name: str, **context: Any) -> str:
