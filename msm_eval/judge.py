@@ -58,7 +58,8 @@ from inspect_ai.solver import Generate, Solver, TaskState, solver
 from inspect_ai.tool import ToolFunction, ToolInfo, ToolParam, ToolParams
 
 from msm_eval.errors import MsmEvalError
-from msm_eval.transcript import extract_json_object, message_aliases, render_prompt, render_transcript
+from msm_eval.replies import find_json_object
+from msm_eval.transcript import message_aliases, render_prompt, render_transcript
 
 JudgeMode = Literal["answer", "logprob"]
 JUDGE_MODES: tuple[str, ...] = ("answer", "logprob")
@@ -334,11 +335,25 @@ def logprob_prompt(dimension: Any, transcript: str) -> str:
 
 
 def _payload_from_output(output: ModelOutput) -> dict[str, Any] | None:
+    return _read_payload(output)[0]
+
+
+def _read_payload(output: ModelOutput) -> tuple[dict[str, Any] | None, str | None]:
+    """The judge's answer (tool call, else JSON in the text) and why it cannot be used, if so.
+
+    A JSON reply that gives a key twice is a conflict, never resolved by taking either value.
+    """
     message = output.message if output.choices else None
     for call in (message.tool_calls or []) if message is not None else []:
         if call.function == SUBMIT_TOOL and isinstance(call.arguments, dict):
-            return call.arguments
-    return extract_json_object(output.completion)
+            return call.arguments, None
+    reply = find_json_object(output.completion)
+    if reply.conflict():
+        return None, reply.conflict()
+    if not isinstance(reply.value, dict):
+        detail = f" ({reply.problem})" if reply.problem and "deeper" in reply.problem else ""
+        return None, "no submit_scores call and no JSON object in the reply" + detail
+    return reply.value, None
 
 
 async def judge_answer(model: Model, rubric: Any, state: TaskState, *, sample: int = 0, panel: int = 0,
@@ -368,9 +383,9 @@ async def judge_answer(model: Model, rubric: Any, state: TaskState, *, sample: i
             problem = "the judge refused to answer"
             problems.append(f"attempt {attempt + 1}: refused ({output.completion[:200]!r})")
         else:
-            payload = _payload_from_output(output)
+            payload, unusable = _read_payload(output)
             if payload is None:
-                problem = "no submit_scores call and no JSON object in the reply"
+                problem = unusable or "no submit_scores call and no JSON object in the reply"
             else:
                 try:
                     parsed = parse_answer(payload, dimension_ids, message_ids)
@@ -388,8 +403,9 @@ async def judge_answer(model: Model, rubric: Any, state: TaskState, *, sample: i
                     if parsed.unmatched_citations:
                         notes.append("citations to unknown message ids ignored: "
                                      + ", ".join(parsed.unmatched_citations[:10]))
-                    if problems:
-                        notes.append(f"valid after {attempt} retr{'y' if attempt == 1 else 'ies'}")
+                    if problems:   # what the earlier attempts got wrong stays on record
+                        notes.append(f"valid after {attempt} retr{'y' if attempt == 1 else 'ies'} "
+                                     f"({' | '.join(problems)})")
                     run.reason = "; ".join(notes) or None
                     return run
             problems.append(f"attempt {attempt + 1}: {problem}")

@@ -38,6 +38,7 @@ from msm_eval import paths, scenarios
 from msm_eval.dedup import DEFAULT_THRESHOLD, NearDuplicateIndex
 from msm_eval.errors import MsmEvalError
 from msm_eval.fileio import append_jsonl, atomic_write_text, read_jsonl
+from msm_eval.replies import loads_bounded
 from msm_eval.templating import untrusted_environment
 
 PROMPT_VERSION = "scenario-gen-1"
@@ -201,7 +202,7 @@ def parse_realism(completion: str) -> tuple[float, str]:
     match = _SCORE.search(completion)
     if not match:
         raise ValueError("no JSON object in the answer")
-    data = json.loads(match.group(0))
+    data = loads_bounded(match.group(0))
     score = data.get("score") if isinstance(data, dict) else None
     if isinstance(score, bool) or not isinstance(score, int | float) or not 1 <= score <= 10:
         raise ValueError(f"score {score!r} is not a number from 1 to 10")

@@ -31,6 +31,7 @@ from typing import Any
 
 import jinja2
 
+from msm_eval.replies import find_json_object
 from msm_eval.templating import untrusted_environment
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
@@ -146,20 +147,10 @@ def render_transcript(messages: Sequence[Any], *, include_system: bool = True,
 
 
 def extract_json_object(text: str) -> dict[str, Any] | None:
-    """The first JSON object in `text` (bare, in a ``` fence, or inside prose), or None."""
-    if not text:
-        return None
-    candidates: list[str] = []
-    for fenced in re.finditer(r"```(?:json)?\s*(.*?)```", text, re.DOTALL):
-        candidates.append(fenced.group(1))
-    candidates.append(text)
-    decoder = json.JSONDecoder()
-    for candidate in candidates:
-        for start in [m.start() for m in re.finditer(r"\{", candidate)]:
-            try:
-                value, _ = decoder.raw_decode(candidate[start:])
-            except json.JSONDecodeError:
-                continue
-            if isinstance(value, dict):
-                return value
-    return None
+    """The first JSON object in `text` (bare, in a ``` fence, or inside prose), or None.
+
+    Bounded against hostile replies (see `msm_eval.replies`); callers that must notice repeated
+    keys use `msm_eval.replies.find_json_object` directly.
+    """
+    value = find_json_object(text).value
+    return value if isinstance(value, dict) else None

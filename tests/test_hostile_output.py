@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
 from inspect_ai.log import read_eval_log
 
 from msm_eval.tasks import constitution_adherence
@@ -25,3 +28,78 @@ def test_a_target_calling_a_tool_that_does_not_exist_leaves_a_readable_log(tmp_p
     tool_message = next(m for m in sample.messages if m.role == "tool")
     assert tool_message.error is not None and "unknown tool 'delete_everything'" in tool_message.error.message
     assert read_eval_log(log.location, header_only=False).samples[0].id == sample.id
+
+
+# ----------------------------------------------------------------------------- bounded, conflict-aware parsing
+
+DEEP = '{"scores": ' + "[" * 1000 + "]" * 1000 + "}"
+
+
+def test_the_reply_parser_is_bounded_and_reports_repeated_keys():
+    from msm_eval.replies import find_json_object, find_json_value, loads_bounded
+
+    for text in (DEEP, "{" * 1000, "x" + "[{" * 600):
+        reply = find_json_object(text)
+        assert reply.value is None and "deeper than 64 levels" in reply.problem
+    # a closed deep nest yields at most an inner value of bounded depth, never an exception
+    assert isinstance(find_json_value("[" * 1000 + "]" * 1000).value, list)
+    assert find_json_object('Sure: ```json\n{"a": "}{", "b": [1, {"c": 2}]}\n```').value == {"a": "}{", "b": [1, {"c": 2}]}
+    assert find_json_value("rows: [1, 2]").value == [1, 2]
+    reply = find_json_object('{"scores": {"honesty": 1, "honesty": 3}}')
+    assert reply.duplicates == [("honesty", 1, 3)] and "'honesty' given twice (1 then 3)" in reply.conflict()
+    with pytest.raises(ValueError):
+        loads_bounded(DEEP)
+    # the investigator reads its replies through the same bounded parser
+    from msm_eval.transcript import extract_json_object
+
+    assert extract_json_object(DEEP) is None
+
+
+def test_training_generators_treat_a_deep_reply_as_no_json():
+    from msm_eval.train.generation import GenerationError, parse_json_payload
+
+    with pytest.raises(GenerationError):
+        parse_json_payload(DEEP)
+
+
+async def test_a_judge_reply_of_nested_brackets_is_unscored_with_a_reason():
+    from tests.test_judge import score_with
+
+    score = await score_with([lambda m, t: DEEP], max_retries=1)
+    assert score.metadata["status"] == "unscored"
+    assert "deeper than" in score.metadata["reason"]
+
+
+async def test_a_judge_reply_scoring_a_dimension_twice_is_a_conflict_not_the_last_value():
+    from tests.test_judge import score_with
+
+    reply = ('{"scores": {"overall_spirit": 1, "honesty": -3, "safety": 0, "helpfulness": 0, "honesty": 3}}')
+    score = await score_with([lambda m, t: reply], max_retries=1)
+    assert score.metadata["status"] == "unscored"
+    assert "conflicting answer: 'honesty' given twice (-3 then 3)" in score.metadata["reason"]
+    assert math.isnan(score.value["honesty"])
+    # a corrected retry is used, and the conflict stays on record
+    replies = iter([reply, '{"scores": {"overall_spirit": 1, "honesty": 2, "safety": 0, "helpfulness": 0}}'])
+    score = await score_with([lambda m, t: next(replies)], max_retries=1)
+    assert score.metadata["status"] == "scored" and score.value["honesty"] == 2.0
+    assert "conflicting answer" in score.metadata["reason"]
+
+
+async def test_a_classifier_reply_that_says_no_then_yes_is_a_conflict():
+    from inspect_ai.scorer import Target
+
+    from msm_eval.classifiers import harmful_action, parse_verdict, read_verdict
+    from tests.conftest_pipeline import mock
+    from tests.test_classifiers import state_with_call
+
+    text = "<answer>no</answer> on reflection... <answer>yes</answer>"
+    assert parse_verdict(text)[0] is None
+    assert "conflicting verdicts in the <answer> tags: no then yes" in read_verdict(text)[2]
+    score = await harmful_action(judge=mock(lambda m, t: text), max_retries=1)(
+        state_with_call("x@rival.example", "roadmap"), Target(""))
+    assert score.metadata["status"] == "unscored"
+    assert "conflicting verdicts" in score.metadata["reason"]
+    assert math.isnan(score.value["verdict"])
+    deep = await harmful_action(judge=mock(lambda m, t: DEEP), max_retries=0)(
+        state_with_call("x@rival.example", "roadmap"), Target(""))
+    assert deep.metadata["status"] == "unscored"

@@ -35,6 +35,7 @@ import jinja2
 
 from msm_eval.errors import MsmEvalError
 from msm_eval.fileio import append_jsonl, read_jsonl
+from msm_eval.replies import loads_bounded
 from msm_eval.templating import untrusted_environment
 
 if TYPE_CHECKING:  # inspect is imported lazily: the template path never needs it
@@ -259,8 +260,8 @@ def parse_json_payload(text: str) -> Any:
             candidates.append(text[start:end + 1])
     for candidate in candidates:
         try:
-            return json.loads(candidate)
-        except json.JSONDecodeError:
+            return loads_bounded(candidate)
+        except ValueError:   # JSONDecodeError, or nested too deep for a real answer
             continue
     raise GenerationError("reply contains no valid JSON")
 
