@@ -70,6 +70,16 @@ def tool_def(spec: Mapping[str, Any]) -> ToolDef:
     return ToolDef(execute, name=name, description=str(spec.get("description") or name), parameters=params)
 
 
+def tool_problem(spec: Mapping[str, Any]) -> str | None:
+    """What inspect would reject in a tool spec when the eval runs (e.g. a parameter without a
+    description), or None. Runs inspect's own conversion, so validation and the run agree."""
+    try:
+        ToolDef(tool_def(spec).as_tool())
+    except Exception as exc:  # noqa: BLE001 - pydantic or inspect's ValueError: both mean "rejected"
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return None
+
+
 def validate_tools(raw: Any) -> list[dict[str, Any]]:
     """Check investigator-built tool specs; raises `ScenarioProblem` naming the first bad one."""
     if raw is None:
@@ -93,10 +103,10 @@ def validate_tools(raw: Any) -> list[dict[str, Any]]:
         spec = {"name": name, "description": str(item.get("description") or name),
                 "parameters": {"type": "object", "properties": dict(parameters.get("properties") or {}),
                                "required": list(parameters.get("required") or [])}}
-        try:
-            tool_def(spec)
-        except Exception as exc:  # pydantic validation of the schema
-            raise ScenarioProblem(f"tools[{index}].parameters is not a valid JSON schema: {exc}") from None
+        problem = tool_problem(spec)
+        if problem:
+            raise ScenarioProblem(f"tools[{index}] ('{name}') would be rejected by the eval: {problem} "
+                                  "(give every parameter a 'type' and a 'description')")
         tools.append(spec)
     return tools
 

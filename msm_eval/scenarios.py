@@ -740,6 +740,14 @@ def _parse_tools(data: Mapping[str, Any], ck: _Checker) -> list[ToolSpec]:
                 ck.error(f"required argument(s) not among the properties: {', '.join(map(str, missing))}",
                          "tools", index, "parameters", hint="declare them under 'properties'")
                 params_ok = False
+            if params_ok and isinstance(name, str):
+                from msm_eval.investigator import tool_problem   # local: investigator imports this module
+
+                problem = tool_problem({"name": name, "description": description or name, "parameters": parameters})
+                if problem:
+                    ck.error(f"the eval would reject this tool: {problem}", "tools", index, "parameters",
+                             hint="give every parameter a 'type' and a 'description'")
+                    params_ok = False
         result = tool.get("result")
         if result is not None and not isinstance(result, str):
             ck.error("result must be a string (a Jinja2 template)", "tools", index, "result")

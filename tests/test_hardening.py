@@ -94,3 +94,16 @@ def test_a_spec_template_cannot_reach_internals(tmp_path: Path) -> None:
     with pytest.raises(MsmEvalError, match="unsafe"):
         spec.render("full")
     assert not marker.exists()
+
+
+def test_a_tool_parameter_without_description_is_caught_by_validation(tmp_path: Path) -> None:
+    from msm_eval.investigator import ScenarioProblem, validate_tools
+
+    text = _seed().replace("key: {type: string, description: the record key}", "key: {type: string}")
+    path = tmp_path / "hostile_seed.md"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(MsmEvalError, match=r"field 'tools\[0\]\.parameters'.*Description not provided for parameter 'key'"):
+        scenarios.load_seed(path)
+    with pytest.raises(ScenarioProblem, match="Description not provided for parameter 'order'"):
+        validate_tools([{"name": "lookup_order", "description": "Look up an order.",
+                         "parameters": {"type": "object", "properties": {"order": {"type": "string"}}}}])
