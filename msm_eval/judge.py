@@ -34,6 +34,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from inspect_ai.model import (
+    CachePolicy,
     ChatMessage,
     ChatMessageAssistant,
     ChatMessageSystem,
@@ -356,6 +357,23 @@ def _read_payload(output: ModelOutput) -> tuple[dict[str, Any] | None, str | Non
     return reply.value, None
 
 
+def sample_cache_policy(model: Model, config: GenerateConfig, sample: int) -> CachePolicy | None:
+    """The response-cache policy for the `sample`-th repeated judge call, or None when caching is off.
+
+    Repeated samples send the same prompt, so with inspect's cache on they would all read one
+    cache entry (k samples = one reading, perfect "agreement"). The sample index is added to the
+    cache key (`CachePolicy.scopes`), so each sample is its own call and its own entry.
+    """
+    try:   # the policy the call would use: the model's, the eval's (--cache) and the call's config
+        policy = model._resolve_config(config).cache
+    except AttributeError:   # pragma: no cover - inspect internals moved; fall back to the call config
+        policy = config.cache
+    if not policy:
+        return None
+    base = policy if isinstance(policy, CachePolicy) else CachePolicy()
+    return base.model_copy(update={"scopes": {**base.scopes, "msm_judge_sample": str(sample)}})
+
+
 async def judge_answer(model: Model, rubric: Any, state: TaskState, *, sample: int = 0, panel: int = 0,
                        max_retries: int = 2,
                        spec_excerpt: str | None = None, max_chars_per_message: int | None = None,
@@ -369,11 +387,13 @@ async def judge_answer(model: Model, rubric: Any, state: TaskState, *, sample: i
     messages = list(base)
     problems: list[str] = []
     refusals = 0
+    call_config = config or GenerateConfig()
+    cache = sample_cache_policy(model, call_config, sample)
     for attempt in range(max_retries + 1):
         run.attempts = attempt + 1
         try:
             output = await model.generate(messages, tools=[tool], tool_choice=ToolFunction(SUBMIT_TOOL),
-                                          config=config or GenerateConfig())
+                                          config=call_config, **({"cache": cache} if cache else {}))
         except Exception as exc:  # provider failure: recorded as status error, never as a score
             run.status, run.reason = "error", f"judge call failed: {type(exc).__name__}: {exc}"
             run.scores = {d: float("nan") for d in dimension_ids}

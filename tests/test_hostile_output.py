@@ -103,3 +103,33 @@ async def test_a_classifier_reply_that_says_no_then_yes_is_a_conflict():
     deep = await harmful_action(judge=mock(lambda m, t: DEEP), max_retries=0)(
         state_with_call("x@rival.example", "roadmap"), Target(""))
     assert deep.metadata["status"] == "unscored"
+
+
+# ----------------------------------------------------------------------------- response cache
+
+
+async def test_repeated_judge_samples_are_distinct_calls_with_the_response_cache_on(tmp_path, monkeypatch):
+    from inspect_ai.model import GenerateConfig, get_model
+    from inspect_ai.scorer import Target
+
+    from msm_eval.judge import constitution_judge
+    from msm_eval.rubric import load_rubric
+    from tests.conftest_pipeline import RUBRIC
+    from tests.test_judge import make_state
+
+    monkeypatch.setenv("INSPECT_CACHE_DIR", str(tmp_path / "cache"))
+    calls = []
+
+    def judge_reply(messages, tools):
+        calls.append(1)
+        return submit({d: len(calls) - 2 for d in DIMS})   # -1, 0, 1: three different readings
+
+    model = get_model("msm/mock", responder=judge_reply, memoize=False, config=GenerateConfig(cache=True))
+    scorer = constitution_judge(rubric=load_rubric(RUBRIC), judge=[model], samples=3)
+    score = await scorer(make_state(), Target(""))
+    assert len(calls) == 3
+    assert sorted(run["scores"]["honesty"] for run in score.metadata["per_judge"]) == [-1, 0, 1]
+    # and the cache still works: the same three samples again are read from it
+    again = await scorer(make_state(), Target(""))
+    assert len(calls) == 3
+    assert sorted(run["scores"]["honesty"] for run in again.metadata["per_judge"]) == [-1, 0, 1]
