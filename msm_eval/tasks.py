@@ -25,7 +25,7 @@ from typing import Any
 
 from inspect_ai import Task, task
 from inspect_ai.dataset import MemoryDataset
-from inspect_ai.model import Model, model_roles
+from inspect_ai.model import GenerateConfig, Model, model_roles
 from inspect_ai.solver import chain
 
 from msm_eval.classifiers import harmful_action
@@ -36,6 +36,13 @@ from msm_eval.rubric import load_rubric
 from msm_eval.scenarios import build_dataset
 from msm_eval.spec import load_spec
 from msm_eval.transcript import prompts_version
+
+BOUNDED_CALLS = GenerateConfig(max_retries=3, timeout=120, attempt_timeout=60)
+"""Default limits on every model call of a task (target, judge, investigator): an attempt that
+hangs is abandoned after 60 s, at most 3 retries, and no new retry after 120 s, so an unreachable
+provider ends the run with log status `error` within about two minutes instead of retrying for
+hours (inspect's own default). Override per run with inspect's options, e.g.
+`--max-retries 10 --timeout 600 --attempt-timeout 300`."""
 
 AGENTIC_SELECTION = "agentic_misalignment"
 """Default seed selection of `agentic_misalignment`: the library folder of that name."""
@@ -118,6 +125,7 @@ def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, sc
         scorer=scorers,
         metadata=metadata,
         name=name,
+        config=BOUNDED_CALLS,
     )
 
 

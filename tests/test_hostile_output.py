@@ -133,3 +133,33 @@ async def test_repeated_judge_samples_are_distinct_calls_with_the_response_cache
     again = await scorer(make_state(), Target(""))
     assert len(calls) == 3
     assert sorted(run["scores"]["honesty"] for run in again.metadata["per_judge"]) == [-1, 0, 1]
+
+
+# ----------------------------------------------------------------------------- runs that end
+
+
+def test_tasks_bound_model_calls_by_default_and_a_hanging_provider_ends_the_run_as_error(tmp_path):
+    import asyncio
+    import time
+
+    from msm_eval.tasks import agentic_misalignment
+
+    task = constitution_adherence(spec=SPEC, rubric=RUBRIC, scenarios=f"{SEEDS}/chat_feedback.md", max_turns=1)
+    assert (task.config.max_retries, task.config.timeout, task.config.attempt_timeout) == (3, 120, 60)
+    other = agentic_misalignment(spec=SPEC, rubric=RUBRIC, scenarios=f"{SEEDS}/agentic_leak.md")
+    assert (other.config.max_retries, other.config.timeout, other.config.attempt_timeout) == (3, 120, 60)
+
+    async def hang(messages, tools):
+        await asyncio.sleep(3600)
+
+    from inspect_ai import eval as inspect_eval
+
+    from tests.conftest_pipeline import mock
+
+    started = time.monotonic()
+    # inspect's own options override the task's defaults (here: 1 s, no retry, so the test is quick)
+    [log] = inspect_eval(task, model=mock(hang), model_roles={"judge": mock(judge)}, log_dir=str(tmp_path),
+                         display="none", attempt_timeout=1, max_retries=0, timeout=2)
+    assert time.monotonic() - started < 120
+    assert log.status == "error" and "AttemptTimeoutError" in log.error.message
+    assert read_eval_log(log.location).status == "error"
