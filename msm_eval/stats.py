@@ -31,7 +31,7 @@ from scipy import special
 from scipy import stats as sps
 
 from msm_eval.errors import MsmEvalError
-from msm_eval.results import NO_DIMENSION, counts
+from msm_eval.results import NO_DIMENSION, counts, usable_scores
 
 Correction = Literal["holm", "bh", "by"] | None
 Alternative = Literal["two-sided", "less", "greater"]
@@ -195,10 +195,12 @@ def _check_columns(df: pd.DataFrame, needed: Sequence[str]) -> None:
 
 
 def sample_level(df: pd.DataFrame, by: str | Sequence[str] = "run") -> pd.DataFrame:
-    """Average epochs within each (group, sample, dimension); NaN when no epoch has a score."""
+    """Average epochs within each (group, sample, dimension); NaN when no epoch has a score.
+    The data contract (`msm_eval.results.usable_scores`) is enforced first: only `scored` /
+    `partial` rows contribute, and unknown statuses or scores outside -3..+3 are rejected."""
     keys = _keys(by)
-    _check_columns(df, keys + ["sample_id", "cluster", "dimension", "score"])
-    data = df[df["dimension"] != NO_DIMENSION]
+    _check_columns(df, keys + ["sample_id", "cluster", "dimension", "score", "status"])
+    data = usable_scores(df[df["dimension"] != NO_DIMENSION])
     grouped = data.groupby(keys + ["dimension", "sample_id"], sort=True, observed=True, dropna=False)
     out = grouped.agg(score=("score", "mean"), cluster=("cluster", "first"), epochs=("score", "count"))
     return out.reset_index()
@@ -290,11 +292,8 @@ def compare(df: pd.DataFrame, baseline: str, candidate: str, by: str = "run", le
     if not paired:
         unpaired = _compare_unpaired(base, cand, level, n_resamples, seed, correction, alternative)
         return _with_side_counts(unpaired, df, by, baseline, candidate)
-    merged = base.merge(cand, on=["dimension", "sample_id"], suffixes=("_b", "_c"))
     dims = sorted(set(base["dimension"]) | set(cand["dimension"]))
-    merged = merged[merged["score_b"].notna() & merged["score_c"].notna()].copy()
-    merged["diff"] = merged["score_c"] - merged["score_b"]
-    merged["cluster"] = merged["cluster_b"]
+    merged = _pairs(base, cand)
     resampler = _Resampler(n_resamples, seed)
     sums, ns, equal, bounds = _cluster_arrays(merged, "diff", dims)
     result = _cluster_bootstrap(sums, ns, resampler, level, equal, bounds)
@@ -317,6 +316,21 @@ def compare(df: pd.DataFrame, baseline: str, candidate: str, by: str = "run", le
     table.insert(table.columns.get_loc("p_value") + 1, "p_adj", adjust_p(table["p_value"].to_numpy(), correction))
     table["mde"] = minimum_detectable_effect(table["se"].to_numpy(), alpha=1.0 - level)
     return _with_side_counts(table, df, by, baseline, candidate)
+
+
+def _pairs(base: pd.DataFrame, cand: pd.DataFrame) -> pd.DataFrame:
+    merged = base.merge(cand, on=["dimension", "sample_id"], suffixes=("_b", "_c"))
+    merged = merged[merged["score_b"].notna() & merged["score_c"].notna()].copy()
+    merged["diff"] = merged["score_c"] - merged["score_b"]
+    merged["cluster"] = merged["cluster_b"]
+    return merged
+
+
+def paired_frame(df: pd.DataFrame, baseline: str, candidate: str, by: str = "run") -> pd.DataFrame:
+    """The samples both groups scored, one row per (dimension, sample_id): `score_b`, `score_c`,
+    `diff` = candidate − baseline (epochs averaged first) and `cluster` (the baseline's)."""
+    samples = sample_level(df, by)
+    return _pairs(samples[samples[by] == baseline], samples[samples[by] == candidate])
 
 
 COUNT_COLUMNS = ("scored", "missing", "unscored", "refused", "error")
@@ -388,6 +402,67 @@ def _sign_flip_p(sums: np.ndarray, ns: np.ndarray, resampler: _Resampler, altern
     return np.where(ns.sum(0) > 0, np.minimum(p, 1.0), np.nan)
 
 
+def cluster_robust_mean(sums: np.ndarray, ns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column of per-cluster sums and counts (C x D): the ratio-of-sums mean, its CR2
+    cluster-robust standard error and the degrees of freedom (clusters with data − 1).
+
+    The mean is the intercept of an OLS fit with clustered errors; for that model the CR2
+    (Bell-McCaffrey) correction has a closed form: var = Σ_c r_c² / (1 − n_c/N) / N², with
+    r_c = S_c − mean·n_c the cluster's summed residual. With equal cluster sizes this is the
+    C/(C−1)-corrected cluster variance, and the t statistic on C − 1 df is the exact t test on
+    cluster means. NaN where fewer than two clusters hold data."""
+    sums, ns = np.atleast_2d(sums), np.atleast_2d(ns)
+    total_n = ns.sum(0)
+    clusters = (ns > 0).sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(total_n > 0, sums.sum(0) / np.where(total_n > 0, total_n, 1), np.nan)
+        resid = sums - mean[None, :] * ns
+        leverage = ns / np.where(total_n > 0, total_n, 1)[None, :]
+        terms = np.where(ns > 0, resid ** 2 / np.where(leverage < 1, 1 - leverage, np.nan), 0.0)
+        var = terms.sum(0) / total_n ** 2
+    ok = clusters >= 2
+    se = np.where(ok, np.sqrt(np.where(ok, var, np.nan)), np.nan)
+    return mean, se, np.where(ok, clusters - 1, np.nan).astype(float)
+
+
+def cluster_t_test(sums: np.ndarray, ns: np.ndarray, null: float | np.ndarray = 0.0,
+                   alternative: Alternative = "two-sided") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One- or two-sided cluster-robust t test of H0: mean = `null` (CR2 standard error, Student t
+    with C − 1 df). Returns (mean, se, df, p); `alternative="greater"` tests mean > null."""
+    mean, se, df = cluster_robust_mean(sums, ns)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = (mean - np.asarray(null, dtype=float)) / se
+        # zero standard error: every cluster equal; the sign of the distance to the null decides
+        t = np.where((se == 0) & np.isfinite(mean), np.sign(mean - null) * np.inf, t)
+        dfs = np.where(np.isfinite(df), df, 1.0)
+        if alternative == "greater":
+            p = sps.t.sf(t, dfs)
+        elif alternative == "less":
+            p = sps.t.cdf(t, dfs)
+        elif alternative == "two-sided":
+            p = 2 * sps.t.sf(np.abs(t), dfs)
+        else:
+            raise MsmEvalError(f"unknown alternative '{alternative}'", field="alternative",
+                               hint="use two-sided, less or greater")
+    p = np.where(np.isfinite(df) & np.isfinite(mean), np.minimum(p, 1.0), np.nan)
+    return mean, se, df, p
+
+
+def sign_flip_p(sums: np.ndarray, ns: np.ndarray, n_resamples: int = 10_000, seed: int = 0,
+                alternative: Alternative = "two-sided") -> np.ndarray:
+    """Cluster-level sign-flip permutation p-values for per-cluster sums (C x D) of paired
+    differences (exact when 2^C <= n_resamples, else Monte Carlo with p = (hits+1)/(n+1))."""
+    return _sign_flip_p(np.atleast_2d(sums), np.atleast_2d(ns), _Resampler(n_resamples, seed), alternative)
+
+
+def smallest_sign_flip_p(n_clusters: int | np.ndarray, n_resamples: int) -> np.ndarray:
+    """The smallest one-sided p-value the sign-flip test can give with C clusters: 1/2^C when every
+    sign pattern is enumerated (2^C <= n_resamples, C <= 20), else 1/(n_resamples + 1)."""
+    c = np.asarray(n_clusters, dtype=float)
+    exact = (c <= 20) & (2.0 ** np.minimum(c, 60) <= n_resamples)
+    return np.where(exact, 2.0 ** -np.minimum(c, 60), 1.0 / (n_resamples + 1.0))
+
+
 def _pearson(x: np.ndarray, y: np.ndarray) -> float:
     if len(x) < 3 or np.std(x) == 0 or np.std(y) == 0:
         return float("nan")
@@ -424,27 +499,43 @@ def adjust_p(p_values: Sequence[float] | np.ndarray, method: Correction = "holm"
 
 # --------------------------------------------------------------------------- power
 
+def _critical(alpha: float, alternative: Alternative, df: float | np.ndarray | None = None) -> np.ndarray | float:
+    """Critical value of the test: normal, or Student t with `df` degrees of freedom."""
+    q = 1 - alpha / 2 if alternative == "two-sided" else 1 - alpha
+    return sps.norm.ppf(q) if df is None else sps.t.ppf(q, np.asarray(df, dtype=float))
+
+
 def _z_alpha(alpha: float, alternative: Alternative) -> float:
-    return float(sps.norm.ppf(1 - alpha / 2 if alternative == "two-sided" else 1 - alpha))
+    return float(_critical(alpha, alternative))
 
 
 def power(effect: float | np.ndarray, se: float | np.ndarray, alpha: float = 0.05,
-          alternative: Alternative = "two-sided") -> np.ndarray | float:
+          alternative: Alternative = "two-sided", df: float | np.ndarray | None = None) -> np.ndarray | float:
     """Probability that a test at level `alpha` detects a true difference `effect` when the
-    estimate's standard error is `se` (normal approximation)."""
-    z = _z_alpha(alpha, alternative)
+    estimate's standard error is `se`: normal approximation, or with `df` the t approximation
+    (critical value and power quantile from Student t with `df` degrees of freedom)."""
+    z = _critical(alpha, alternative, df)
     ratio = np.abs(np.asarray(effect, dtype=float)) / np.asarray(se, dtype=float)
-    result = sps.norm.sf(z - ratio)
+    dist = sps.norm if df is None else sps.t(np.asarray(df, dtype=float))
+    result = dist.sf(z - ratio)
     if alternative == "two-sided":
-        result = result + sps.norm.cdf(-z - ratio)
+        result = result + dist.cdf(-z - ratio)
     return float(result) if np.ndim(result) == 0 else result
 
 
 def minimum_detectable_effect(se: float | np.ndarray, alpha: float = 0.05, power: float = 0.8,
-                              alternative: Alternative = "two-sided") -> np.ndarray | float:
-    """Smallest true difference detected with probability `power` at the current standard error:
-    (z_{1-alpha/2} + z_{power}) * se."""
-    value = (_z_alpha(alpha, alternative) + sps.norm.ppf(power)) * np.asarray(se, dtype=float)
+                              alternative: Alternative = "two-sided", df: float | np.ndarray | None = None,
+                              tests: int = 1) -> np.ndarray | float:
+    """Approximate smallest true difference detected with probability `power` at the current
+    standard error: (q_{1-alpha'} + q_{power}) * se, where alpha' = alpha/tests (Bonferroni: the
+    first, hardest step of Holm over `tests` hypotheses, so conservative for Holm and BH), halved
+    again for a two-sided test, and q are Student t quantiles with `df` degrees of freedom (C − 1
+    for C clusters) or normal quantiles when `df` is None. It treats `se` as known; the benchmark
+    `benchmarks/stats_simulation.py` measures the power actually reached at this value."""
+    level = alpha / max(int(tests), 1)
+    crit = _critical(level, alternative, df)
+    upper = sps.norm.ppf(power) if df is None else sps.t.ppf(power, np.asarray(df, dtype=float))
+    value = (crit + upper) * np.asarray(se, dtype=float)
     return float(value) if np.ndim(value) == 0 else value
 
 
