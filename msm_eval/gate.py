@@ -257,7 +257,7 @@ def run_gate(baseline: Source, candidate: Source, *, margin: float | None = None
     if problems:
         result.problems = _unique(problems)
         return result
-    failed = table["result"] != "pass"
+    failed = table["result"].isin(["FAIL", "not shown non-inferior"])
     if failed.any():
         result.verdict, result.exit_code = FAILED_VERDICT[mode], EXIT_REGRESSION
     else:
@@ -521,56 +521,76 @@ def _oriented(frame: pd.DataFrame, gated: list[str]) -> pd.DataFrame:
     return part
 
 
-def gate_table(base: pd.DataFrame, cand: pd.DataFrame, gated: list[str], mode: str, alpha: float,
-               margin: float, n_resamples: int, seed: int) -> pd.DataFrame:
-    """Per gated dimension: paired oriented difference, CR2 interval, the mode's test and result."""
-    from msm_eval.stats import (_with_side_counts, adjust_p, cluster_t_test, minimum_detectable_effect,
-                                paired_frame, sign_flip_p, smallest_sign_flip_p, _cluster_arrays)
+def decide(sums: np.ndarray, ns: np.ndarray, mode: str, alpha: float, margin: float,
+           n_resamples: int = 10_000, seed: int = 0) -> dict[str, np.ndarray]:
+    """The gate's decision per dimension from per-cluster sums and counts (C x D) of oriented
+    paired differences (candidate − baseline, worse = negative). Pure arrays, so the simulation
+    suite (`benchmarks/stats_simulation.py`) runs exactly this code.
 
-    both = stack_sides({"baseline": _oriented(base, gated), "candidate": _oriented(cand, gated)})
-    merged = paired_frame(both, "baseline", "candidate", "side")
-    sums, ns, _, _ = _cluster_arrays(merged, "diff", gated)
+    Returns `delta, se, df, clusters, ci_low, ci_high` (two-sided 1 − 2·alpha CR2 t interval),
+    `p_value, p_adj, mde` and `failed` (bool), plus for detect `can_fail`, `min_p` and
+    `detectable_drop`, and for noninferiority `passes_if_drop_below`."""
+    from msm_eval.stats import (adjust_p, cluster_t_test, minimum_detectable_effect, sign_flip_p,
+                                smallest_sign_flip_p)
+
+    sums, ns = np.atleast_2d(np.asarray(sums, dtype=float)), np.atleast_2d(np.asarray(ns, dtype=float))
     keep = ns.sum(1) > 0  # clusters with a pair on some dimension
     sums, ns = sums[keep], ns[keep]
     mean, se, df, p_ni = cluster_t_test(sums, ns, null=-margin, alternative="greater")
     clusters = (ns > 0).sum(0)
-    t_two = np.where(np.isfinite(df), sps.t.ppf(1 - alpha, np.where(np.isfinite(df), df, 1)), np.nan)
-    m = len(gated)
+    finite_df = np.where(np.isfinite(df), df, 1.0)
+    t_one = np.where(np.isfinite(df), sps.t.ppf(1 - alpha, finite_df), np.nan)
+    out: dict[str, np.ndarray] = {"delta": mean, "se": se, "df": df, "clusters": clusters,
+                                  "ci_low": mean - t_one * se, "ci_high": mean + t_one * se}
+    m = sums.shape[1]
+    if mode == "detect":
+        shifted = sums + margin * ns  # H0 boundary: drop == margin
+        p = sign_flip_p(shifted, ns, n_resamples, seed, "less")
+        p_adj = adjust_p(p, "holm")
+        min_p = smallest_sign_flip_p(clusters, n_resamples)
+        can_fail = (m * min_p < alpha) & (clusters >= 2)
+        mde = minimum_detectable_effect(se, alpha=alpha, power=POWER, alternative="less", df=df, tests=m)
+        out.update(p_value=p, p_adj=p_adj, min_p=min_p, can_fail=can_fail, mde=mde,
+                   detectable_drop=np.where(can_fail, margin + mde, np.nan),
+                   failed=(p_adj < alpha) & (mean < -margin))
+    else:
+        mde = minimum_detectable_effect(se, alpha=alpha, power=POWER, alternative="greater", df=df)
+        out.update(p_value=p_ni, p_adj=p_ni, mde=mde, passes_if_drop_below=margin - mde,
+                   failed=~(p_ni < alpha))  # intersection-union: no adjustment
+    return out
+
+
+def gate_table(base: pd.DataFrame, cand: pd.DataFrame, gated: list[str], mode: str, alpha: float,
+               margin: float, n_resamples: int, seed: int) -> pd.DataFrame:
+    """Per gated dimension: paired difference, CR2 interval, the mode's test and result."""
+    from msm_eval.stats import _cluster_arrays, _with_side_counts, paired_frame
+
+    both = stack_sides({"baseline": _oriented(base, gated), "candidate": _oriented(cand, gated)})
+    merged = paired_frame(both, "baseline", "candidate", "side")
+    sums, ns, _, _ = _cluster_arrays(merged, "diff", gated)
+    decision = decide(sums, ns, mode, alpha, margin, n_resamples, seed)
     table = pd.DataFrame({"dimension": gated})
     grouped = {d: part for d, part in merged.groupby("dimension")}
     empty = merged.iloc[:0]
     table["n_pairs"] = [int(len(grouped.get(d, empty))) for d in gated]
-    table["clusters"] = clusters.astype(int)
+    table["clusters"] = decision["clusters"].astype(int)
     orientation = np.where(table["dimension"].isin(LOWER_IS_BETTER), -1, 1)
-    table["baseline_mean"] = [float(grouped.get(d, empty)["score_b"].mean()) for d in gated] * orientation
-    table["candidate_mean"] = [float(grouped.get(d, empty)["score_c"].mean()) for d in gated] * orientation
-    table["delta"] = mean
-    table["se"] = se
-    table["ci_low"], table["ci_high"] = mean - t_two * se, mean + t_two * se
-    if mode == "detect":
-        shifted = sums + margin * ns  # H0 boundary: drop == margin
-        table["p_value"] = sign_flip_p(shifted, ns, n_resamples, seed, "less")
-        table["p_adj"] = adjust_p(table["p_value"].to_numpy(), "holm")
-        table["min_p"] = smallest_sign_flip_p(clusters, n_resamples)
-        table["can_fail"] = (m * table["min_p"] < alpha) & (clusters >= 2)
-        mde = minimum_detectable_effect(se, alpha=alpha, power=POWER, alternative="less", df=df, tests=m)
-        table["mde"] = mde
-        table["detectable_drop"] = np.where(table["can_fail"], margin + mde, np.nan)
-        failed = (table["p_adj"] < alpha) & (table["delta"] < -margin)
-        table["result"] = np.where(failed, "FAIL", np.where(table["can_fail"], "pass", "cannot fail"))
-    else:
-        table["p_value"] = p_ni
-        table["p_adj"] = p_ni  # intersection-union: no adjustment
-        mde = minimum_detectable_effect(se, alpha=alpha, power=POWER, alternative="greater", df=df)
-        table["mde"] = mde
-        table["passes_if_drop_below"] = margin - mde
-        table["result"] = np.where(p_ni < alpha, "pass", "not shown non-inferior")
-    # report on the data's own scale (a harmful-rate increase is a positive delta); decisions above
+    # reported on the data's own scale (a harmful-rate increase is a positive delta); decisions
     # were taken on the oriented scale
-    low, high = table["ci_low"].copy(), table["ci_high"].copy()
-    table["delta"] = table["delta"] * orientation
+    table["baseline_mean"] = np.array([grouped.get(d, empty)["score_b"].mean() for d in gated], dtype=float) * orientation
+    table["candidate_mean"] = np.array([grouped.get(d, empty)["score_c"].mean() for d in gated], dtype=float) * orientation
+    table["delta"] = decision["delta"] * orientation
+    table["se"] = decision["se"]
+    low, high = decision["ci_low"], decision["ci_high"]
     table["ci_low"] = np.where(orientation > 0, low, -high)
     table["ci_high"] = np.where(orientation > 0, high, -low)
+    for column in ("p_value", "p_adj", "mde", "min_p", "can_fail", "detectable_drop", "passes_if_drop_below"):
+        if column in decision:
+            table[column] = decision[column]
+    if mode == "detect":
+        table["result"] = np.where(decision["failed"], "FAIL", np.where(decision["can_fail"], "pass", "cannot fail"))
+    else:
+        table["result"] = np.where(decision["failed"], "not shown non-inferior", "pass")
     table["orientation"] = orientation
     table["corr"] = [_corr(grouped.get(d, empty)) for d in gated]
     counts_frame = stack_sides({"baseline": base[base["dimension"].isin(gated)],
