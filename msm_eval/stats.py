@@ -324,8 +324,12 @@ def compare(df: pd.DataFrame, baseline: str, candidate: str, by: str = "run", le
     table.insert(table.columns.get_loc("p_value") + 1, "p_adj", adjust_p(table["p_value"].to_numpy(), correction))
     tests = int(table["p_value"].notna().sum()) if correction else 1
     clusters = table["clusters"].to_numpy(dtype=float)
-    table["mde"] = minimum_detectable_effect(table["se"].to_numpy(), alpha=1.0 - level, alternative=alternative,
-                                             df=np.where(clusters >= 2, clusters - 1, np.nan), tests=tests)
+    mde = minimum_detectable_effect(table["se"].to_numpy(), alpha=1.0 - level, alternative=alternative,
+                                    df=np.where(clusters >= 2, clusters - 1, np.nan), tests=tests)
+    # the sign-flip test cannot go below its smallest p-value: with too few clusters for the
+    # correction applied, no effect is detectable at all
+    smallest = smallest_sign_flip_p(clusters, n_resamples) * (2.0 if alternative == "two-sided" else 1.0)
+    table["mde"] = np.where(tests * smallest < 1.0 - level, mde, np.inf)
     return _with_side_counts(table, df, by, baseline, candidate)
 
 
@@ -533,14 +537,19 @@ def _z_alpha(alpha: float, alternative: Alternative) -> float:
 def power(effect: float | np.ndarray, se: float | np.ndarray, alpha: float = 0.05,
           alternative: Alternative = "two-sided", df: float | np.ndarray | None = None) -> np.ndarray | float:
     """Probability that a test at level `alpha` detects a true difference `effect` when the
-    estimate's standard error is `se`: normal approximation, or with `df` the t approximation
-    (critical value and power quantile from Student t with `df` degrees of freedom)."""
+    estimate's standard error is `se`: normal approximation, or with `df` a t test on `df`
+    degrees of freedom (noncentral t)."""
     z = _critical(alpha, alternative, df)
     ratio = np.abs(np.asarray(effect, dtype=float)) / np.asarray(se, dtype=float)
-    dist = sps.norm if df is None else sps.t(np.asarray(df, dtype=float))
-    result = dist.sf(z - ratio)
-    if alternative == "two-sided":
-        result = result + dist.cdf(-z - ratio)
+    if df is None:
+        result = sps.norm.sf(z - ratio)
+        if alternative == "two-sided":
+            result = result + sps.norm.cdf(-z - ratio)
+    else:  # noncentral t with noncentrality effect / se
+        dfs = np.asarray(df, dtype=float)
+        result = sps.nct.sf(z, dfs, ratio)
+        if alternative == "two-sided":
+            result = result + sps.nct.cdf(-z, dfs, ratio)
     return float(result) if np.ndim(result) == 0 else result
 
 
@@ -548,15 +557,43 @@ def minimum_detectable_effect(se: float | np.ndarray, alpha: float = 0.05, power
                               alternative: Alternative = "two-sided", df: float | np.ndarray | None = None,
                               tests: int = 1) -> np.ndarray | float:
     """Approximate smallest true difference detected with probability `power` at the current
-    standard error: (q_{1-alpha'} + q_{power}) * se, where alpha' = alpha/tests (Bonferroni: the
-    first, hardest step of Holm over `tests` hypotheses, so conservative for Holm and BH), halved
-    again for a two-sided test, and q are Student t quantiles with `df` degrees of freedom (C − 1
-    for C clusters) or normal quantiles when `df` is None. It treats `se` as known; the benchmark
-    `benchmarks/stats_simulation.py` measures the power actually reached at this value."""
+    standard error, for a test at level alpha' = alpha/tests (Bonferroni: the first, hardest step
+    of Holm over `tests` hypotheses, so conservative for Holm and BH; halved again when
+    two-sided).
+
+    Without `df`: the normal formula (z_{1-alpha'} + z_{power})·se. With `df` (C − 1 for C
+    clusters): the effect at which a t test on `df` degrees of freedom has power `power`
+    (noncentral t), which is larger than the normal value when clusters are few. Both treat `se`
+    as known and describe a t / z test; the permutation tests of `compare` and the gate are
+    somewhat less powerful with few clusters. `benchmarks/stats_simulation.py` measures the power
+    actually reached at this value."""
     level = alpha / max(int(tests), 1)
-    crit = _critical(level, alternative, df)
-    upper = sps.norm.ppf(power) if df is None else sps.t.ppf(power, np.asarray(df, dtype=float))
-    value = (crit + upper) * np.asarray(se, dtype=float)
+    se_arr = np.asarray(se, dtype=float)
+    if df is None:
+        value = (_critical(level, alternative) + sps.norm.ppf(power)) * se_arr
+        return float(value) if np.ndim(value) == 0 else value
+    dfs = np.broadcast_to(np.asarray(df, dtype=float), np.broadcast(se_arr, np.asarray(df)).shape).copy()
+    ok = np.isfinite(dfs) & (dfs >= 1)
+    dfs = np.where(ok, dfs, 1.0)
+    crit = _critical(level, alternative, dfs)
+    low, high = np.zeros_like(dfs), np.full_like(dfs, 1.0)
+
+    def reached(nc: np.ndarray) -> np.ndarray:
+        result = sps.nct.sf(crit, dfs, nc)
+        if alternative == "two-sided":
+            result = result + sps.nct.cdf(-crit, dfs, nc)
+        return result
+
+    while True:  # bracket the noncentrality giving `power`
+        short = reached(high) < power
+        if not short.any() or high.max() > 1e6:
+            break
+        high = np.where(short, high * 2, high)
+    for _ in range(60):
+        mid = (low + high) / 2
+        below = reached(mid) < power
+        low, high = np.where(below, mid, low), np.where(below, high, mid)
+    value = np.where(ok, high, np.nan) * se_arr
     return float(value) if np.ndim(value) == 0 else value
 
 
