@@ -405,6 +405,20 @@ def spec_reached_neither_model(base: pd.DataFrame, cand: pd.DataFrame) -> list[s
     return []
 
 
+def comparison_warnings(base: pd.DataFrame, cand: pd.DataFrame) -> list[str]:
+    """What `msm-eval compare` warns about before showing differences: provenance that differs
+    (scenario set, rubric, judge, judge mode, spec_in_context, rollout mode, task), a spec that
+    reached neither model, and a comparison resting on a single cluster."""
+    mismatches, notes = _provenance_mismatches(base, cand)
+    out = [f"{m}: the difference mixes that change with the one compared" for m in mismatches] + notes
+    out.extend(spec_reached_neither_model(base, cand))
+    clusters = set(base["task"].astype(str) + "::" + base["cluster"].astype(str))
+    if len(clusters) < 2:
+        out.append(f"the baseline's samples come from {len(clusters)} cluster (scenario seed): a comparison "
+                    "with one cluster cannot decide anything; intervals and p-values are left out")
+    return out
+
+
 def pairing_overlap(base: pd.DataFrame, cand: pd.DataFrame) -> dict[str, Any]:
     """How much of the baseline the candidate covers, by (task, sample_id, epoch): `share` =
     baseline sample-epochs the candidate also has / baseline sample-epochs, with each side's

@@ -329,7 +329,7 @@ def compare(df: pd.DataFrame, baseline: str, candidate: str, by: str = "run", le
     # the sign-flip test cannot go below its smallest p-value: with too few clusters for the
     # correction applied, no effect is detectable at all
     smallest = smallest_sign_flip_p(clusters, n_resamples) * (2.0 if alternative == "two-sided" else 1.0)
-    table["mde"] = np.where(tests * smallest < 1.0 - level, mde, np.inf)
+    table["mde"] = np.where(np.isnan(mde) | (tests * smallest < 1.0 - level), mde, np.inf)
     return _with_side_counts(table, df, by, baseline, candidate)
 
 
