@@ -31,6 +31,7 @@ META_COLUMNS = ["spec_variant", "scenario_set_hash", "rubric_sha256", "judge_mod
                 "reason", "log_status", "eval_id", "source"]
 STATUSES = ("scored", "partial", "unscored", "refused", "error")
 USABLE_STATUSES = ("scored", "partial")
+SCORE_RANGE = (-3.0, 3.0)  # the rubric scale; 0/1 rates (harmful, verdict, hard_check) lie inside it
 NO_DIMENSION = "*"  # dimension label for an errored sample of a log in which nothing was scored
 LOG_SUFFIXES = (".eval", ".json")
 TABLE_SUFFIXES = (".csv", ".parquet")
@@ -95,7 +96,7 @@ def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     frames = []
     seen: dict[str, Path] = {}  # eval id -> first source holding it
     for path in expand_paths(paths):
-        part = read_table(path) if path.suffix.lower() in TABLE_SUFFIXES else _log_frame(path)
+        part = read_table(path) if path.suffix.lower() in TABLE_SUFFIXES else usable_scores(_log_frame(path), str(path))
         ids = set(part["eval_id"].astype(str)) - {""} if "eval_id" in part.columns else set()
         repeated = ids & set(seen)
         if repeated:
@@ -126,18 +127,72 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if missing:
         raise MsmEvalError(f"missing required column(s): {', '.join(missing)}", path=path,
                            hint="export the table with `msm-eval export` (needs: " + ", ".join(TIDY_COLUMNS) + ")")
-    frame["score"] = pd.to_numeric(frame["score"], errors="coerce")
+    text = frame["score"].astype("string").str.strip()
+    frame["score"] = pd.to_numeric(text.where(~text.isin(["", "NaN", "nan", "NA", "<NA>", "None"])), errors="coerce")
+    unparsed = frame["score"].isna() & text.notna() & ~text.isin(["", "NaN", "nan", "NA", "<NA>", "None"])
+    if unparsed.any():
+        row = int(np.flatnonzero(unparsed.to_numpy())[0])
+        raise MsmEvalError(f"row {row + 2}: column 'score': {text.iloc[row]!r} is not a number", path=path,
+                           line=row + 2, field="score", hint="scores are numbers in -3..+3, or empty / NaN for none")
     try:
         frame["epoch"] = pd.to_numeric(frame["epoch"]).astype(int)
     except (ValueError, TypeError):
         raise MsmEvalError("column 'epoch' must hold integers", path=path, field="epoch") from None
-    bad = sorted(set(frame["status"].astype(str)) - set(STATUSES))
-    if bad:
-        raise MsmEvalError(f"unknown status value(s) {bad}", path=path, field="status",
-                           hint="allowed: " + ", ".join(STATUSES))
+    frame = usable_scores(frame, origin=str(path), first_row=2)
     if "source" not in frame.columns or (frame["source"].astype(str) == "").all():
         frame["source"] = str(path)
     return frame
+
+
+def usable_scores(frame: pd.DataFrame, origin: str | None = None, first_row: int | None = None) -> pd.DataFrame:
+    """The data contract every statistic relies on, applied to a tidy frame (a copy is returned).
+
+    - `status` must be one of `STATUSES`;
+    - a score must be NaN or a finite number in `SCORE_RANGE` (-3..+3);
+    - only usable statuses (`scored`, `partial`) contribute scores: a score carried by an
+      `unscored`, `refused` or `error` row is set to NaN, whatever it is.
+
+    Violations raise `MsmEvalError` naming the origin (file, or "results frame"), the row and the
+    column. `first_row` numbers rows as lines of a file (2 for a CSV with a header line); without
+    it a row is named by its index label. Statuses of unusable rows never carry a score, so the
+    range check applies to usable rows only."""
+    for column in ("status", "score"):
+        if column not in frame.columns:
+            raise MsmEvalError(f"results frame lacks column '{column}'", path=origin, field=column,
+                               hint="build it with msm_eval.results.load or `msm-eval export`")
+    where = origin or "results frame"
+    status = frame["status"].astype("string").fillna("")
+    unknown = ~status.isin(STATUSES)
+    if unknown.any():
+        position = int(np.flatnonzero(unknown.to_numpy())[0])
+        raise MsmEvalError(f"{_row_name(frame, position, first_row)}: column 'status': unknown status "
+                           f"{str(status.iloc[position])!r} ({int(unknown.sum())} row(s) in all)", path=where,
+                           hint="allowed: " + ", ".join(STATUSES))
+    score = pd.to_numeric(frame["score"], errors="coerce").astype(float).to_numpy()
+    usable = status.isin(USABLE_STATUSES).to_numpy()
+    low, high = SCORE_RANGE
+    with np.errstate(invalid="ignore"):
+        bad = usable & ~np.isnan(score) & (~np.isfinite(score) | (score < low) | (score > high))
+    if bad.any():
+        position = int(np.flatnonzero(bad)[0])
+        value = score[position]
+        what = "is not finite" if not np.isfinite(value) else f"is outside {low:+g}..{high:+g}"
+        raise MsmEvalError(f"{_row_name(frame, position, first_row)}: column 'score': {float(value):g} {what} "
+                           f"({int(bad.sum())} row(s) in all)", path=where,
+                           hint="scores are on the rubric scale -3..+3 (rates 0/1); NaN marks no score")
+    out = frame.copy()
+    out["score"] = np.where(usable, score, np.nan)
+    return out
+
+
+def _row_name(frame: pd.DataFrame, position: int, first_row: int | None) -> str:
+    """A row named for a reader: the file line, or the index label plus sample/epoch/dimension."""
+    if first_row is not None:
+        name = f"row {position + first_row}"
+    else:
+        name = f"row {frame.index[position]!r}"
+    keys = [f"{k}={frame[k].iloc[position]}" for k in ("sample_id", "epoch", "dimension") if k in frame.columns]
+    return name + (f" ({', '.join(keys)})" if keys else "")
 
 
 def _log_frame(path: Path) -> pd.DataFrame:
@@ -165,6 +220,7 @@ def _log_frame(path: Path) -> pd.DataFrame:
         "scenario_set_hash": str(meta.get("scenario_set_hash") or ""),
         "rubric_sha256": str(meta.get("rubric_sha256") or ""),
         "judge_mode": str(meta.get("judge_mode") or ""),
+        "spec_in_context": "" if meta.get("spec_in_context") is None else str(bool(meta["spec_in_context"])).lower(),
         "log_status": str(log.status),
         "eval_id": str(spec.eval_id),
         "source": str(path),
@@ -222,6 +278,28 @@ def run_label(task: str, model: str, spec_variant: str, eval_id: str) -> str:
     """A readable, unique run label: task/model[/spec_variant]#<first 6 chars of the eval id>."""
     parts = [p for p in (task, model, spec_variant) if p]
     return "/".join(parts) + f"#{eval_id[:6]}"
+
+
+def human_labels(frame: pd.DataFrame) -> dict[str, str]:
+    """Run id -> a label in words for tables and verdicts: "spec <spec>[/<variant>] · <task> ·
+    <model>". The unique run id stays in its own column (`run`); only when two runs would read
+    the same is the start of their eval id appended ("… #kCb4ku"), so labels stay unique."""
+    columns = [c for c in ("run", "spec", "spec_variant", "task", "model", "eval_id") if c in frame.columns]
+    runs = frame[columns].drop_duplicates("run").astype(str)
+    words: dict[str, str] = {}
+    for row in runs.to_dict("records"):
+        spec = row.get("spec", "") or "(no spec)"
+        variant = row.get("spec_variant", "")
+        parts = [f"spec {spec}" + (f"/{variant}" if variant else ""), row.get("task", ""), row.get("model", "")]
+        words[row["run"]] = " · ".join(p for p in parts if p)
+    taken: dict[str, int] = {}
+    for label in words.values():
+        taken[label] = taken.get(label, 0) + 1
+    eval_ids = dict(zip(runs["run"], runs["eval_id"])) if "eval_id" in runs.columns else {}
+    for run, label in words.items():
+        if taken[label] > 1:
+            words[run] = f"{label} #{(eval_ids.get(run) or run)[:6]}"
+    return words
 
 
 def _first_line(text: Any) -> str:

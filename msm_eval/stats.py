@@ -31,7 +31,7 @@ from scipy import special
 from scipy import stats as sps
 
 from msm_eval.errors import MsmEvalError
-from msm_eval.results import NO_DIMENSION, counts
+from msm_eval.results import NO_DIMENSION, SCORE_RANGE, counts, usable_scores
 
 Correction = Literal["holm", "bh", "by"] | None
 Alternative = Literal["two-sided", "less", "greater"]
@@ -195,10 +195,12 @@ def _check_columns(df: pd.DataFrame, needed: Sequence[str]) -> None:
 
 
 def sample_level(df: pd.DataFrame, by: str | Sequence[str] = "run") -> pd.DataFrame:
-    """Average epochs within each (group, sample, dimension); NaN when no epoch has a score."""
+    """Average epochs within each (group, sample, dimension); NaN when no epoch has a score.
+    The data contract (`msm_eval.results.usable_scores`) is enforced first: only `scored` /
+    `partial` rows contribute, and unknown statuses or scores outside -3..+3 are rejected."""
     keys = _keys(by)
-    _check_columns(df, keys + ["sample_id", "cluster", "dimension", "score"])
-    data = df[df["dimension"] != NO_DIMENSION]
+    _check_columns(df, keys + ["sample_id", "cluster", "dimension", "score", "status"])
+    data = usable_scores(df[df["dimension"] != NO_DIMENSION])
     grouped = data.groupby(keys + ["dimension", "sample_id"], sort=True, observed=True, dropna=False)
     out = grouped.agg(score=("score", "mean"), cluster=("cluster", "first"), epochs=("score", "count"))
     return out.reset_index()
@@ -228,9 +230,11 @@ def _cluster_arrays(samples: pd.DataFrame, value: str, dims: list[str]) -> tuple
 
 def summarize(df: pd.DataFrame, by: str | Sequence[str] = "run", level: float = 0.95,
               n_resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
-    """Per (group, dimension): `n` scored samples, `clusters`, `mean`, `se` (bootstrap),
-    `ci_low`, `ci_high` (cluster BCa), `method`, and the honest counts of sample-epochs
-    (`scored, missing, unscored, refused, error`)."""
+    """Per (group, dimension): `n` scored samples, `clusters`, `mean`, `se` (standard deviation
+    of the stretched bootstrap distribution), `ci_low`, `ci_high` (cluster BCa), `method`, the
+    flags `degenerate` (zero-width interval: all values equal, not a measured certainty) and
+    `ceiling` (every scored sample at +3; see `below_ceiling`), and the honest counts of
+    sample-epochs (`scored, missing, unscored, refused, error`)."""
     keys = _keys(by)
     _check_level(level)
     samples = sample_level(df, keys)
@@ -250,6 +254,9 @@ def summarize(df: pd.DataFrame, by: str | Sequence[str] = "run", level: float = 
                          "method": result.method[j]})
     table = pd.DataFrame(rows, columns=keys + ["dimension", "n", "clusters", "mean", "se", "ci_low",
                                                "ci_high", "method"])
+    # an interval of zero width covers nothing but its point; a cell at the top of the scale is one
+    table["degenerate"] = (table["method"] == "degenerate").astype(bool)
+    table["ceiling"] = (table["mean"] >= SCORE_RANGE[1] - 1e-9).astype(bool)
     if table.empty:
         return table
     honest = counts(df, keys)
@@ -275,8 +282,11 @@ def compare(df: pd.DataFrame, baseline: str, candidate: str, by: str = "run", le
     `cluster`; the p-value is a cluster-level sign-flip permutation test of the summed paired
     differences (`alternative`: "less" = candidate lower). `correction` adjusts p-values across
     the dimensions (Holm, Benjamini-Hochberg "bh", Benjamini-Yekutieli "by", or None).
-    With `paired=False` the groups are bootstrapped independently (percentile interval,
-    normal-approximation p-value), for runs that do not share samples.
+    `mde` is the approximate minimum detectable effect at 80% power for the test reported: Student
+    t quantiles with C − 1 df, alpha = 1 − level split over the dimensions (Bonferroni, the first
+    Holm step) when a correction is applied, and the `alternative` tested.
+    With `paired=False` the groups are compared as independent samples (Welch-type cluster t,
+    CR2 variance per side), for runs that do not share samples.
     """
     _check_level(level)
     samples = sample_level(df, by)
@@ -290,11 +300,8 @@ def compare(df: pd.DataFrame, baseline: str, candidate: str, by: str = "run", le
     if not paired:
         unpaired = _compare_unpaired(base, cand, level, n_resamples, seed, correction, alternative)
         return _with_side_counts(unpaired, df, by, baseline, candidate)
-    merged = base.merge(cand, on=["dimension", "sample_id"], suffixes=("_b", "_c"))
     dims = sorted(set(base["dimension"]) | set(cand["dimension"]))
-    merged = merged[merged["score_b"].notna() & merged["score_c"].notna()].copy()
-    merged["diff"] = merged["score_c"] - merged["score_b"]
-    merged["cluster"] = merged["cluster_b"]
+    merged = _pairs(base, cand)
     resampler = _Resampler(n_resamples, seed)
     sums, ns, equal, bounds = _cluster_arrays(merged, "diff", dims)
     result = _cluster_bootstrap(sums, ns, resampler, level, equal, bounds)
@@ -315,8 +322,30 @@ def compare(df: pd.DataFrame, baseline: str, candidate: str, by: str = "run", le
                                         "n_pairs", "clusters", "corr", "baseline_mean",
                                         "candidate_mean", "method"])
     table.insert(table.columns.get_loc("p_value") + 1, "p_adj", adjust_p(table["p_value"].to_numpy(), correction))
-    table["mde"] = minimum_detectable_effect(table["se"].to_numpy(), alpha=1.0 - level)
+    tests = int(table["p_value"].notna().sum()) if correction else 1
+    clusters = table["clusters"].to_numpy(dtype=float)
+    mde = minimum_detectable_effect(table["se"].to_numpy(), alpha=1.0 - level, alternative=alternative,
+                                    df=np.where(clusters >= 2, clusters - 1, np.nan), tests=tests)
+    # the sign-flip test cannot go below its smallest p-value: with too few clusters for the
+    # correction applied, no effect is detectable at all
+    smallest = smallest_sign_flip_p(clusters, n_resamples) * (2.0 if alternative == "two-sided" else 1.0)
+    table["mde"] = np.where(np.isnan(mde) | (tests * smallest < 1.0 - level), mde, np.inf)
     return _with_side_counts(table, df, by, baseline, candidate)
+
+
+def _pairs(base: pd.DataFrame, cand: pd.DataFrame) -> pd.DataFrame:
+    merged = base.merge(cand, on=["dimension", "sample_id"], suffixes=("_b", "_c"))
+    merged = merged[merged["score_b"].notna() & merged["score_c"].notna()].copy()
+    merged["diff"] = merged["score_c"] - merged["score_b"]
+    merged["cluster"] = merged["cluster_b"]
+    return merged
+
+
+def paired_frame(df: pd.DataFrame, baseline: str, candidate: str, by: str = "run") -> pd.DataFrame:
+    """The samples both groups scored, one row per (dimension, sample_id): `score_b`, `score_c`,
+    `diff` = candidate − baseline (epochs averaged first) and `cluster` (the baseline's)."""
+    samples = sample_level(df, by)
+    return _pairs(samples[samples[by] == baseline], samples[samples[by] == candidate])
 
 
 COUNT_COLUMNS = ("scored", "missing", "unscored", "refused", "error")
@@ -337,30 +366,40 @@ def _with_side_counts(table: pd.DataFrame, df: pd.DataFrame, by: str, baseline: 
 
 def _compare_unpaired(base: pd.DataFrame, cand: pd.DataFrame, level: float, n_resamples: int, seed: int,
                       correction: Correction, alternative: Alternative) -> pd.DataFrame:
+    """Independent groups: difference of the two ratio-of-sums means with a Welch-type cluster t:
+    each side's CR2 cluster-robust variance, Welch-Satterthwaite degrees of freedom from each
+    side's C − 1, a t interval and a t p-value. (A normal-approximation p-value with percentile
+    intervals had 9% type-I error at 8 clusters; this holds the level there, see
+    benchmarks/stats_simulation.py.) `n_resamples` and `seed` are unused."""
+    del n_resamples, seed
     dims = sorted(set(base["dimension"]) & set(cand["dimension"]))
     base = base[base["dimension"].isin(dims)]
     cand = cand[cand["dimension"].isin(dims)]
     sums_b, ns_b, _, _ = _cluster_arrays(base, "score", dims)
     sums_c, ns_c, _, _ = _cluster_arrays(cand, "score", dims)
+    mean_b, se_b, df_b = cluster_robust_mean(sums_b, ns_b)
+    mean_c, se_c, df_c = cluster_robust_mean(sums_c, ns_c)
+    delta = mean_c - mean_b
+    var_b, var_c = se_b ** 2, se_c ** 2
+    se = np.sqrt(var_b + var_c)
     with np.errstate(invalid="ignore", divide="ignore"):
-        weights_b = _Resampler(n_resamples, seed).weights(len(sums_b))
-        boot_b = (weights_b @ sums_b) / (weights_b @ ns_b)
-        weights_c = _Resampler(n_resamples, seed + 7919).weights(len(sums_c))
-        boot_c = (weights_c @ sums_c) / (weights_c @ ns_c)
-        delta = sums_c.sum(0) / ns_c.sum(0) - sums_b.sum(0) / ns_b.sum(0)
-    boot = boot_c - boot_b
-    alpha = (1.0 - level) / 2.0
-    se = np.nanstd(boot, axis=0, ddof=1)
-    low, high = np.nanquantile(boot, alpha, axis=0), np.nanquantile(boot, 1 - alpha, axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        z = delta / se
-    p = {"two-sided": 2 * sps.norm.sf(np.abs(z)), "less": sps.norm.cdf(z), "greater": sps.norm.sf(z)}[alternative]
+        df = (var_b + var_c) ** 2 / (var_b ** 2 / df_b + var_c ** 2 / df_c)
+        df = np.where((var_b + var_c) > 0, df, np.fmin(df_b, df_c))
+        finite = np.isfinite(df) & (se > 0)
+        dfs = np.where(finite, df, 1.0)
+        half = sps.t.ppf(1 - (1.0 - level) / 2, dfs) * se
+        t = delta / np.where(se > 0, se, np.nan)
+        p = {"two-sided": 2 * sps.t.sf(np.abs(t), dfs), "less": sps.t.cdf(t, dfs),
+             "greater": sps.t.sf(t, dfs)}[alternative]
+    p = np.where(finite, p, np.nan)
+    low, high = np.where(finite, delta - half, np.nan), np.where(finite, delta + half, np.nan)
     table = pd.DataFrame({"dimension": dims, "delta": delta, "se": se, "ci_low": low, "ci_high": high,
                           "p_value": p, "n_pairs": 0, "clusters": (ns_b > 0).sum(0) + (ns_c > 0).sum(0),
-                          "corr": np.nan, "baseline_mean": sums_b.sum(0) / ns_b.sum(0),
-                          "candidate_mean": sums_c.sum(0) / ns_c.sum(0), "method": "percentile-unpaired"})
+                          "corr": np.nan, "baseline_mean": mean_b, "candidate_mean": mean_c,
+                          "method": "welch-cluster-t"})
     table.insert(table.columns.get_loc("p_value") + 1, "p_adj", adjust_p(table["p_value"].to_numpy(), correction))
-    table["mde"] = minimum_detectable_effect(se, alpha=1.0 - level)
+    tests = int(np.isfinite(p).sum()) if correction else 1
+    table["mde"] = minimum_detectable_effect(se, alpha=1.0 - level, alternative=alternative, df=df, tests=tests)
     return table
 
 
@@ -386,6 +425,67 @@ def _sign_flip_p(sums: np.ndarray, ns: np.ndarray, resampler: _Resampler, altern
     hits = extreme.sum(0)
     p = hits / signs.shape[0] if exact else (hits + 1.0) / (signs.shape[0] + 1.0)
     return np.where(ns.sum(0) > 0, np.minimum(p, 1.0), np.nan)
+
+
+def cluster_robust_mean(sums: np.ndarray, ns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column of per-cluster sums and counts (C x D): the ratio-of-sums mean, its CR2
+    cluster-robust standard error and the degrees of freedom (clusters with data − 1).
+
+    The mean is the intercept of an OLS fit with clustered errors; for that model the CR2
+    (Bell-McCaffrey) correction has a closed form: var = Σ_c r_c² / (1 − n_c/N) / N², with
+    r_c = S_c − mean·n_c the cluster's summed residual. With equal cluster sizes this is the
+    C/(C−1)-corrected cluster variance, and the t statistic on C − 1 df is the exact t test on
+    cluster means. NaN where fewer than two clusters hold data."""
+    sums, ns = np.atleast_2d(sums), np.atleast_2d(ns)
+    total_n = ns.sum(0)
+    clusters = (ns > 0).sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(total_n > 0, sums.sum(0) / np.where(total_n > 0, total_n, 1), np.nan)
+        resid = sums - mean[None, :] * ns
+        leverage = ns / np.where(total_n > 0, total_n, 1)[None, :]
+        terms = np.where(ns > 0, resid ** 2 / np.where(leverage < 1, 1 - leverage, np.nan), 0.0)
+        var = terms.sum(0) / total_n ** 2
+    ok = clusters >= 2
+    se = np.where(ok, np.sqrt(np.where(ok, var, np.nan)), np.nan)
+    return mean, se, np.where(ok, clusters - 1, np.nan).astype(float)
+
+
+def cluster_t_test(sums: np.ndarray, ns: np.ndarray, null: float | np.ndarray = 0.0,
+                   alternative: Alternative = "two-sided") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One- or two-sided cluster-robust t test of H0: mean = `null` (CR2 standard error, Student t
+    with C − 1 df). Returns (mean, se, df, p); `alternative="greater"` tests mean > null."""
+    mean, se, df = cluster_robust_mean(sums, ns)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = (mean - np.asarray(null, dtype=float)) / se
+        # zero standard error: every cluster equal; the sign of the distance to the null decides
+        t = np.where((se == 0) & np.isfinite(mean), np.sign(mean - null) * np.inf, t)
+        dfs = np.where(np.isfinite(df), df, 1.0)
+        if alternative == "greater":
+            p = sps.t.sf(t, dfs)
+        elif alternative == "less":
+            p = sps.t.cdf(t, dfs)
+        elif alternative == "two-sided":
+            p = 2 * sps.t.sf(np.abs(t), dfs)
+        else:
+            raise MsmEvalError(f"unknown alternative '{alternative}'", field="alternative",
+                               hint="use two-sided, less or greater")
+    p = np.where(np.isfinite(df) & np.isfinite(mean), np.minimum(p, 1.0), np.nan)
+    return mean, se, df, p
+
+
+def sign_flip_p(sums: np.ndarray, ns: np.ndarray, n_resamples: int = 10_000, seed: int = 0,
+                alternative: Alternative = "two-sided") -> np.ndarray:
+    """Cluster-level sign-flip permutation p-values for per-cluster sums (C x D) of paired
+    differences (exact when 2^C <= n_resamples, else Monte Carlo with p = (hits+1)/(n+1))."""
+    return _sign_flip_p(np.atleast_2d(sums), np.atleast_2d(ns), _Resampler(n_resamples, seed), alternative)
+
+
+def smallest_sign_flip_p(n_clusters: int | np.ndarray, n_resamples: int) -> np.ndarray:
+    """The smallest one-sided p-value the sign-flip test can give with C clusters: 1/2^C when every
+    sign pattern is enumerated (2^C <= n_resamples, C <= 20), else 1/(n_resamples + 1)."""
+    c = np.asarray(n_clusters, dtype=float)
+    exact = (c <= 20) & (2.0 ** np.minimum(c, 60) <= n_resamples)
+    return np.where(exact, 2.0 ** -np.minimum(c, 60), 1.0 / (n_resamples + 1.0))
 
 
 def _pearson(x: np.ndarray, y: np.ndarray) -> float:
@@ -424,27 +524,76 @@ def adjust_p(p_values: Sequence[float] | np.ndarray, method: Correction = "holm"
 
 # --------------------------------------------------------------------------- power
 
+def _critical(alpha: float, alternative: Alternative, df: float | np.ndarray | None = None) -> np.ndarray | float:
+    """Critical value of the test: normal, or Student t with `df` degrees of freedom."""
+    q = 1 - alpha / 2 if alternative == "two-sided" else 1 - alpha
+    return sps.norm.ppf(q) if df is None else sps.t.ppf(q, np.asarray(df, dtype=float))
+
+
 def _z_alpha(alpha: float, alternative: Alternative) -> float:
-    return float(sps.norm.ppf(1 - alpha / 2 if alternative == "two-sided" else 1 - alpha))
+    return float(_critical(alpha, alternative))
 
 
 def power(effect: float | np.ndarray, se: float | np.ndarray, alpha: float = 0.05,
-          alternative: Alternative = "two-sided") -> np.ndarray | float:
+          alternative: Alternative = "two-sided", df: float | np.ndarray | None = None) -> np.ndarray | float:
     """Probability that a test at level `alpha` detects a true difference `effect` when the
-    estimate's standard error is `se` (normal approximation)."""
-    z = _z_alpha(alpha, alternative)
+    estimate's standard error is `se`: normal approximation, or with `df` a t test on `df`
+    degrees of freedom (noncentral t)."""
+    z = _critical(alpha, alternative, df)
     ratio = np.abs(np.asarray(effect, dtype=float)) / np.asarray(se, dtype=float)
-    result = sps.norm.sf(z - ratio)
-    if alternative == "two-sided":
-        result = result + sps.norm.cdf(-z - ratio)
+    if df is None:
+        result = sps.norm.sf(z - ratio)
+        if alternative == "two-sided":
+            result = result + sps.norm.cdf(-z - ratio)
+    else:  # noncentral t with noncentrality effect / se
+        dfs = np.asarray(df, dtype=float)
+        result = sps.nct.sf(z, dfs, ratio)
+        if alternative == "two-sided":
+            result = result + sps.nct.cdf(-z, dfs, ratio)
     return float(result) if np.ndim(result) == 0 else result
 
 
 def minimum_detectable_effect(se: float | np.ndarray, alpha: float = 0.05, power: float = 0.8,
-                              alternative: Alternative = "two-sided") -> np.ndarray | float:
-    """Smallest true difference detected with probability `power` at the current standard error:
-    (z_{1-alpha/2} + z_{power}) * se."""
-    value = (_z_alpha(alpha, alternative) + sps.norm.ppf(power)) * np.asarray(se, dtype=float)
+                              alternative: Alternative = "two-sided", df: float | np.ndarray | None = None,
+                              tests: int = 1) -> np.ndarray | float:
+    """Approximate smallest true difference detected with probability `power` at the current
+    standard error, for a test at level alpha' = alpha/tests (Bonferroni: the first, hardest step
+    of Holm over `tests` hypotheses, so conservative for Holm and BH; halved again when
+    two-sided).
+
+    Without `df`: the normal formula (z_{1-alpha'} + z_{power})·se. With `df` (C − 1 for C
+    clusters): the effect at which a t test on `df` degrees of freedom has power `power`
+    (noncentral t), which is larger than the normal value when clusters are few. Both treat `se`
+    as known and describe a t / z test; the permutation tests of `compare` and the gate are
+    somewhat less powerful with few clusters. `benchmarks/stats_simulation.py` measures the power
+    actually reached at this value."""
+    level = alpha / max(int(tests), 1)
+    se_arr = np.asarray(se, dtype=float)
+    if df is None:
+        value = (_critical(level, alternative) + sps.norm.ppf(power)) * se_arr
+        return float(value) if np.ndim(value) == 0 else value
+    dfs = np.broadcast_to(np.asarray(df, dtype=float), np.broadcast(se_arr, np.asarray(df)).shape).copy()
+    ok = np.isfinite(dfs) & (dfs >= 1)
+    dfs = np.where(ok, dfs, 1.0)
+    crit = _critical(level, alternative, dfs)
+    low, high = np.zeros_like(dfs), np.full_like(dfs, 1.0)
+
+    def reached(nc: np.ndarray) -> np.ndarray:
+        result = sps.nct.sf(crit, dfs, nc)
+        if alternative == "two-sided":
+            result = result + sps.nct.cdf(-crit, dfs, nc)
+        return result
+
+    while True:  # bracket the noncentrality giving `power`
+        short = reached(high) < power
+        if not short.any() or high.max() > 1e6:
+            break
+        high = np.where(short, high * 2, high)
+    for _ in range(60):
+        mid = (low + high) / 2
+        below = reached(mid) < power
+        low, high = np.where(below, mid, low), np.where(below, high, mid)
+    value = np.where(ok, high, np.nan) * se_arr
     return float(value) if np.ndim(value) == 0 else value
 
 
@@ -534,6 +683,34 @@ def rates(df: pd.DataFrame, by: str | Sequence[str] = "run", dimensions: Sequenc
     table["wilson_cluster_low"], table["wilson_cluster_high"], table["n_eff"] = low, high, n_eff
     extra = [c for c in table.columns if c not in columns and c not in ("mean", "se", "clustered_var")]
     return table[columns + extra]
+
+
+def below_ceiling(df: pd.DataFrame, by: str | Sequence[str] = "run", level: float = 0.95,
+                  n_resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
+    """Ceiling-aware summary of -3..+3 dimensions: per group and dimension, the share of scored
+    samples whose (epoch-averaged) score is below +3, `share_below`, with its clustered Wilson
+    interval (`low, high`: Korn-Graubard effective sample size, t with C − 1 df) and `n`,
+    `clusters`, `n_eff`. Where a mean sits at the ceiling and its bootstrap interval collapses to
+    [3, 3], this rate still has an informative interval (e.g. 0 of 40 below: [0, 0.09])."""
+    keys = _keys(by)
+    _check_columns(df, keys + ["sample_id", "cluster", "dimension", "score", "status"])
+    data = usable_scores(df[df["dimension"] != NO_DIMENSION])
+    below = data.assign(score=np.where(data["score"].notna(), (data["score"] < SCORE_RANGE[1]).astype(float), np.nan))
+    samples = sample_level(below, keys)
+    samples = samples[samples["score"].notna()].copy()
+    samples["score"] = (samples["score"] > 0).astype(float)  # a sample is below when any epoch was
+    columns = keys + ["dimension", "n", "clusters", "share_below", "low", "high", "n_eff"]
+    if samples.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = samples.groupby(keys + ["dimension"], sort=True, observed=True)
+    table = grouped.agg(n=("score", "size"), clusters=("cluster", "nunique"), share_below=("score", "mean"))
+    table = table.reset_index()
+    variance = _clustered_variance(samples, keys)
+    table = table.merge(variance, on=keys + ["dimension"], how="left")
+    low, high, n_eff = clustered_wilson_interval(table["share_below"], table["n"], table["clustered_var"],
+                                                 table["clusters"], level)
+    table["low"], table["high"], table["n_eff"] = low, high, n_eff
+    return table[columns]
 
 
 # --------------------------------------------------------------------------- agreement

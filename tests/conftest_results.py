@@ -137,7 +137,8 @@ def simulate_frame(n_clusters: int, per_cluster: int | Sequence[int], dims: int 
                    cluster_sd: float = 1.0, noise_sd: float = 1.0, epochs: int = 1, seed: int = 0,
                    shared_sample_sd: float = 0.0) -> pd.DataFrame:
     """A tidy frame with known truth: score = run effect + cluster effect + sample effect (shared
-    by runs) + noise; the population mean of run r on every dimension is `runs[r]`."""
+    by runs) + noise, clipped to -3..+3; the population mean of run r on every dimension is
+    `runs[r]` up to the (small) clipping of the tails."""
     rng = np.random.default_rng(seed)
     sizes = [per_cluster] * n_clusters if isinstance(per_cluster, int) else list(per_cluster)
     cluster_of = np.repeat(np.arange(n_clusters), sizes)
@@ -147,7 +148,8 @@ def simulate_frame(n_clusters: int, per_cluster: int | Sequence[int], dims: int 
     frames = []
     for r, shift in enumerate(runs):
         for e in range(epochs):
-            scores = shift + cluster_effect + sample_effect + rng.normal(0, noise_sd, (n, dims))
+            # clipped to the rubric scale: the data contract rejects scores outside -3..+3
+            scores = np.clip(shift + cluster_effect + sample_effect + rng.normal(0, noise_sd, (n, dims)), -3.0, 3.0)
             for d in range(dims):
                 frames.append(pd.DataFrame({
                     "run": f"run{r}", "model": "m", "spec": "s", "judge": "j", "task": "t",

@@ -341,3 +341,99 @@ def test_rates_with_no_harmful_action_keep_an_informative_interval() -> None:
     assert row["wilson_high"] == pytest.approx(ref.high)
     assert row["wilson_cluster_low"] == pytest.approx(0.0, abs=1e-12)
     assert row["wilson_cluster_high"] > row["wilson_high"]  # t with 9 df on top of the plain n
+
+
+# ------------------------------------------------------------------ data contract, tables' claims (issue 12)
+
+def _contract_frame() -> pd.DataFrame:
+    rows = [("s1", "c1", 2.0, "scored"), ("s2", "c2", 2.0, "scored"), ("s3", "c3", 0.0, "refused"),
+            ("s4", "c4", 0.0, "error")]
+    return pd.DataFrame([{"run": "r", "model": "m", "spec": "s", "judge": "j", "task": "t", "sample_id": sid,
+                          "cluster": c, "epoch": 1, "dimension": "honesty", "score": score, "status": status}
+                         for sid, c, score, status in rows])
+
+
+def test_unusable_rows_never_contribute_whatever_score_they_carry(tmp_path) -> None:
+    from msm_eval import results
+
+    frame = _contract_frame()
+    assert stats.summarize(frame, n_resamples=200).iloc[0]["mean"] == 2.0  # was 1.33 with the zeros counted
+    path = tmp_path / "scores.csv"
+    frame.to_csv(path, index=False)
+    loaded = results.load(path)
+    assert loaded.loc[loaded["status"] == "refused", "score"].isna().all()
+    assert stats.summarize(loaded, n_resamples=200).iloc[0]["mean"] == 2.0
+
+
+@pytest.mark.parametrize(("status", "score", "message"), [
+    ("weird", 1.0, "column 'status': unknown status 'weird'"),
+    ("scored", 5.0, "column 'score': 5 is outside -3..+3"),
+    ("partial", -3.5, "column 'score': -3.5 is outside -3..+3"),
+    ("scored", math.inf, "column 'score': inf is not finite"),
+])
+def test_data_contract_names_file_row_and_column(status: str, score: float, message: str, tmp_path) -> None:
+    from msm_eval import results
+
+    frame = _contract_frame()
+    frame.loc[1, ["status", "score"]] = [status, score]
+    with pytest.raises(MsmEvalError, match="results frame: row 1 .*" + message.replace("(", r"\(").replace("+", r"\+")):
+        stats.summarize(frame, n_resamples=200)
+    path = tmp_path / "bad.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(MsmEvalError) as caught:
+        results.load(path)
+    text = str(caught.value)
+    assert text.startswith(f"{path}: row 3 (sample_id=s2, epoch=1, dimension=honesty): ") and message in text
+
+
+def test_unparsable_score_in_a_csv_is_named(tmp_path) -> None:
+    from msm_eval import results
+
+    path = tmp_path / "bad.csv"
+    _contract_frame().assign(score=["2", "two", "", "NaN"]).to_csv(path, index=False)
+    with pytest.raises(MsmEvalError, match=r"row 3: column 'score': 'two' is not a number"):
+        results.load(path)
+
+
+def test_unpaired_compare_holds_its_level_with_8_clusters() -> None:
+    """Independent runs, no difference, 8 clusters: the old percentile/normal version rejected ~9%."""
+    from msm_eval import simulate as sim
+
+    rng = np.random.default_rng(5)
+    design = sim.Design(clusters=8, dims=3)
+    alarms = trials = 0
+    for _ in range(120):
+        base, _, cluster_of = sim.paired_scores(rng, design)
+        _, cand, _ = sim.paired_scores(rng, design)
+        table = stats.compare(sim.tidy(base, cand, cluster_of), "base", "cand", paired=False, correction=None)
+        alarms += int((table["p_value"] < 0.05).sum())
+        trials += len(table)
+    assert alarms <= sps.binom.ppf(0.99, trials, 0.05), alarms / trials
+
+
+def test_mde_uses_t_the_correction_and_the_reachable_level() -> None:
+    frame = simulate_frame(12, 4, dims=3, runs=(0.0, 0.2), seed=2, shared_sample_sd=0.5)
+    holm = stats.compare(frame, "run0", "run1", n_resamples=1_000)
+    plain = stats.compare(frame, "run0", "run1", n_resamples=1_000, correction=None)
+    one_sided = stats.compare(frame, "run0", "run1", n_resamples=1_000, correction=None, alternative="less")
+    expected = stats.minimum_detectable_effect(holm["se"].to_numpy(), 0.05, df=holm["clusters"] - 1, tests=3)
+    np.testing.assert_allclose(holm["mde"], expected)
+    assert (holm["mde"] > plain["mde"]).all() and (plain["mde"] > one_sided["mde"]).all()
+    assert (plain["mde"] > (1.96 + 0.8416) * plain["se"]).all()  # wider than the normal formula
+    # a t test at the MDE has the stated power
+    assert stats.power(plain["mde"].iloc[0], plain["se"].iloc[0], 0.05, df=11) == pytest.approx(0.8, abs=1e-6)
+    # 8 clusters, 15 dimensions, Holm: the sign-flip test cannot reach 0.05, so nothing is detectable
+    few = simulate_frame(8, 4, dims=15, runs=(0.0, 0.0), seed=2, shared_sample_sd=0.5)
+    assert np.isinf(stats.compare(few, "run0", "run1", n_resamples=1_000)["mde"]).all()
+
+
+def test_summary_flags_degenerate_and_ceiling_cells_and_offers_a_ceiling_rate() -> None:
+    frame = simulate_frame(10, 3, dims=2, runs=(0.0,), seed=0)
+    frame.loc[frame["dimension"] == "dim0", "score"] = 3.0
+    table = stats.summarize(frame, n_resamples=300).set_index("dimension")
+    assert table.loc["dim0", ["degenerate", "ceiling"]].tolist() == [True, True]
+    assert table.loc["dim1", ["degenerate", "ceiling"]].tolist() == [False, False]
+    below = stats.below_ceiling(frame).set_index("dimension")
+    assert below.loc["dim0", "share_below"] == 0.0 and below.loc["dim0", "n"] == 30
+    assert 0.05 < below.loc["dim0", "high"] < 0.5 and below.loc["dim0", "low"] == pytest.approx(0.0, abs=1e-12)
+    assert below.loc["dim1", "share_below"] > 0.9

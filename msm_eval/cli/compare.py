@@ -30,14 +30,36 @@ def _run(args: argparse.Namespace) -> int:
     import sys
     import tempfile
 
+    import pandas as pd
+
     from msm_eval.report import build_comparison
 
+    from msm_eval.gate import comparison_warnings
+    from msm_eval.results import human_labels, load
+
     correction = None if args.correction == "none" else args.correction
+    # read each source once; the frames go on to build_comparison
+    baseline = load(args.baseline)
+    candidate = load(args.candidate) if args.candidate is not None else None
+    if candidate is None and args.baseline_run and args.candidate_run and args.by in baseline.columns:
+        column = baseline[args.by].astype(str)
+        sides = (baseline[column == args.baseline_run], baseline[column == args.candidate_run])
+    else:
+        sides = (baseline, candidate)
+    legend = []
+    if sides[1] is not None and not sides[0].empty and not sides[1].empty:
+        labels = human_labels(pd.concat(sides, ignore_index=True, sort=False))
+        for name, frame in zip(("baseline", "candidate"), sides):
+            runs = sorted(frame["run"].astype(str).unique())
+            legend.append(f"{name}: " + ", ".join(f"{labels.get(r, r)} (run {r})" for r in runs))
+        legend.extend(f"warning: {w}" for w in comparison_warnings(*sides))
     with tempfile.TemporaryDirectory(prefix="msm-compare-") as scratch:
-        written = build_comparison(args.baseline, args.candidate, args.out or scratch,
+        written = build_comparison(baseline, candidate, args.out or scratch,
                                    baseline_run=args.baseline_run, candidate_run=args.candidate_run, by=args.by,
                                    level=args.level, n_resamples=args.resamples, seed=args.seed,
                                    correction=correction)
+        for line in legend:  # labels in words and warnings; stderr keeps --json output parseable
+            print(line, file=sys.stderr if args.json else sys.stdout)
         if args.json:
             print(json.dumps(json.loads(written["json"].read_text(encoding="utf-8")), indent=2))
         else:
