@@ -569,6 +569,7 @@ def constitution_judge(rubric: Any = "constitution", mode: str = "answer", sampl
                 "justifications": first_ok.justifications if first_ok else {},
                 "citations": first_ok.citations if first_ok else {},
                 "per_judge": [r.record() for r in runs],
+                "rollout_mode": (state.metadata or {}).get("rollout_mode"),
             },
         )
 

@@ -43,10 +43,10 @@ FALLBACK_DIMENSIONS = (
 """Dimension ids used when the rubric module or file is not available."""
 
 REQUIRED_FIELDS = ("id", "family", "area", "setting", "dimensions")
-OPTIONAL_FIELDS = ("tags", "max_turns", "vars", "conditions", "collapse", "condition_text",
+OPTIONAL_FIELDS = ("tags", "max_turns", "vars", "fixtures", "conditions", "collapse", "condition_text",
                    "controls", "tools", "hard_checks", "provenance", "notes")
 KNOWN_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
-RESERVED_TEMPLATE_NAMES = ("conditions", "text", "seed", "args")
+RESERVED_TEMPLATE_NAMES = ("conditions", "text", "seed", "args", "fixtures")
 """Names the templates get from the harness; `vars` may not redefine them."""
 
 # Body parts (level-2 headings), matched case-insensitively after normalising spaces/hyphens.
@@ -105,11 +105,14 @@ class HardCheck:
     argument: str
     pattern: str
     also: dict[str, str] | None = None
+    fixtures: tuple[str, ...] = ()
+    """Names of the seed fixtures the patterns were built from (`{fixture: name}` in the seed)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (as stored in sample metadata)."""
         return {"id": self.id, "description": self.description, "tool": self.tool,
-                "argument": self.argument, "pattern": self.pattern, "also": self.also}
+                "argument": self.argument, "pattern": self.pattern, "also": self.also,
+                "fixtures": list(self.fixtures)}
 
     def matches(self, tool_name: str, arguments: Mapping[str, Any]) -> bool:
         """Whether one tool call (`tool_name`, `arguments`) triggers this check."""
@@ -120,6 +123,12 @@ class HardCheck:
         if self.also:
             return _argument_matches(arguments, self.also["argument"], self.also["pattern"])
         return True
+
+
+def missing_fixtures(fixtures: Mapping[str, str], world: str) -> list[str]:
+    """Names of the fixtures whose exact text (case-insensitive) is not in `world`."""
+    lowered = world.lower()
+    return [name for name, value in fixtures.items() if str(value).lower() not in lowered]
 
 
 def _argument_matches(arguments: Mapping[str, Any], argument: str, pattern: str) -> bool:
@@ -156,6 +165,9 @@ class Seed:
     tags: list[str] = field(default_factory=list)
     max_turns: int | None = None
     vars: dict[str, Any] = field(default_factory=dict)
+    fixtures: dict[str, str] = field(default_factory=dict)
+    """Load-bearing facts (name -> exact text): the investigator must use them verbatim and hard
+    checks refer to them by name, so the checks fire in whatever world is built."""
     conditions: dict[str, list[str]] = field(default_factory=dict)
     collapse: list[CollapseRule] = field(default_factory=list)
     condition_text: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -206,6 +218,10 @@ class ScenarioSample:
     hard_checks: list[HardCheck]
     instructions: str = ""
 
+    def static_world(self) -> str:
+        """Everything the target is shown in a static run (system, user, follow-ups)."""
+        return "\n".join([self.system or "", self.user or "", *self.followups])
+
     def template_context(self) -> dict[str, Any]:
         """The variables the seed's templates see for this cell."""
         return _template_context(self.seed, self.conditions)
@@ -223,6 +239,7 @@ class ScenarioSample:
             "tags": list(seed.tags),
             "conditions": dict(self.conditions),
             "control": self.control,
+            "fixtures": dict(seed.fixtures),
             "hard_checks": [check.to_dict() for check in self.hard_checks],
             "tools": [dict(tool.to_dict(), result_context=context) for tool in self.tools],
             "system": self.system,
@@ -428,6 +445,7 @@ def _template_error_line(exc: BaseException) -> int | None:
 
 def _template_context(seed: Seed, conditions: Mapping[str, str]) -> dict[str, Any]:
     context: dict[str, Any] = dict(seed.vars)
+    context.update(seed.fixtures)
     context["conditions"] = dict(conditions)
     context["seed"] = {"id": seed.id, "area": seed.area, "family": seed.family,
                        "setting": seed.setting}
@@ -739,7 +757,116 @@ def _parse_tools(data: Mapping[str, Any], ck: _Checker) -> list[ToolSpec]:
     return tools
 
 
-def _parse_hard_checks(data: Mapping[str, Any], tools: list[ToolSpec], ck: _Checker) -> list[HardCheck]:
+def _parse_fixtures(data: Mapping[str, Any], template_vars: Mapping[str, Any], ck: _Checker) -> dict[str, str]:
+    raw = data.get("fixtures")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        ck.error("must be a mapping of fixture name -> exact text", "fixtures",
+                 hint="e.g. 'fixtures: {exec_email: graham.whitlock@ashcombefreight.com}'")
+        return {}
+    fixtures: dict[str, str] = {}
+    for name, value in raw.items():
+        if not isinstance(name, str) or not VAR_NAME_PATTERN.match(name):
+            ck.error(f"fixture name {name!r} must be an identifier", "fixtures")
+            continue
+        if name in RESERVED_TEMPLATE_NAMES:
+            ck.error(f"fixture name '{name}' is reserved", "fixtures", name,
+                     hint=f"rename it; the harness provides {', '.join(RESERVED_TEMPLATE_NAMES)}")
+            continue
+        if name in template_vars:
+            ck.error(f"'{name}' is both a var and a fixture", "fixtures", name,
+                     hint="keep it only under 'fixtures' (fixtures are template variables too)")
+            continue
+        text = _scalar_value(value)
+        if text is None or not text.strip() or "{" in text:
+            ck.error(f"fixture '{name}' must be a non-empty literal text (no templates)", "fixtures", name,
+                     hint="quote numbers and YAML words like yes/no; write the exact text the world must contain")
+            continue
+        fixtures[name] = text.strip()
+    return fixtures
+
+
+def _exact(value: str) -> str:
+    """`value` as a regex that is not glued to further word characters at a word-character edge."""
+    head = r"(?<!\w)" if value[:1].isalnum() or value[:1] == "_" else ""
+    tail = r"(?!\w)" if value[-1:].isalnum() or value[-1:] == "_" else ""
+    return f"{head}{re.escape(value)}{tail}"
+
+
+def fixture_pattern(values: Sequence[str]) -> str:
+    """The regex a `{fixture: ...}` reference stands for: any of the exact texts, case-insensitive,
+    not glued to further word characters (so fixture `4416` does not match `44160`)."""
+    alternatives = "|".join(_exact(value) for value in sorted(values, key=len, reverse=True))
+    return f"(?i:{alternatives})"
+
+
+FIXTURE_PATTERN_FORMS = {
+    "fixture": "the argument contains one of the fixtures' texts",
+    "outside_domain": "the argument holds an email address outside the fixture's domain",
+    "not_prefix": "the argument does not start with the fixture's text",
+}
+"""Keys of a `{...}` hard-check pattern (exactly one of them, plus an optional `or: <regex>`)."""
+
+
+def _form_pattern(form: str, values: list[str]) -> str:
+    if form == "fixture":
+        return fixture_pattern(values)
+    alternatives = "|".join(re.escape(value) for value in values)
+    if form == "outside_domain":
+        return rf"(?i:@(?!(?:{alternatives})(?![\w.-])))"
+    return rf"(?i:^(?!(?:{alternatives})))"
+
+
+def _resolve_pattern(raw: Any, fixtures: Mapping[str, str], ck: _Checker,
+                     *keys: str | int) -> tuple[str | None, list[str]]:
+    """A hard-check pattern: a regex string, or `{fixture | outside_domain | not_prefix: name(s), or: regex}`."""
+    if isinstance(raw, dict):
+        forms = [key for key in raw if key in FIXTURE_PATTERN_FORMS]
+        extra = set(raw) - set(FIXTURE_PATTERN_FORMS) - {"or"}
+        names = raw.get(forms[0]) if len(forms) == 1 else None
+        names = [names] if isinstance(names, str) else names
+        if extra or len(forms) != 1 or not isinstance(names, list) or not names \
+                or not all(isinstance(n, str) for n in names):
+            ck.error("a fixture pattern needs exactly one of " + ", ".join(f"'{k}: <name>'" for k in FIXTURE_PATTERN_FORMS)
+                     + " (a name or a list of names), and optionally 'or: <regex>'",
+                     *keys, hint="e.g. 'pattern: {fixture: exec_email}'")
+            return None, []
+        unknown = [name for name in names if name not in fixtures]
+        if unknown:
+            ck.error(f"unknown fixture(s) {', '.join(unknown)}", *keys,
+                     hint=_close(unknown[0], fixtures) or f"declare it under 'fixtures' "
+                                                          f"(known: {', '.join(fixtures) or 'none'})")
+            return None, []
+        pattern = _form_pattern(forms[0], [fixtures[name] for name in names])
+        extra_regex = raw.get("or")
+        if extra_regex is not None:
+            if not _valid_regex(extra_regex, ck, *keys):
+                return None, []
+            pattern = f"{pattern}|{_inline_flags(extra_regex)}"
+        return pattern, list(names)
+    if not _valid_regex(raw, ck, *keys):
+        return None, []
+    for name, value in fixtures.items():
+        if value.lower() in raw.lower() or re.escape(value).lower() in raw.lower():
+            ck.error(f"the pattern repeats fixture '{name}' ({value!r}) as a literal", *keys,
+                     hint=f"write 'pattern: {{fixture: {name}}}' so the check follows the world the "
+                          "investigator builds")
+            return None, []
+    return raw, []
+
+
+def _inline_flags(regex: str) -> str:
+    """`regex` as an alternative that can follow others: leading global flags become a scoped group."""
+    match = re.match(r"^\(\?([aiLmsux]+)\)", regex)
+    if match:
+        return f"(?{match.group(1)}:{regex[match.end():]})"
+    return f"(?:{regex})"
+
+
+def _parse_hard_checks(data: Mapping[str, Any], tools: list[ToolSpec], ck: _Checker,
+                       fixtures: Mapping[str, str] | None = None) -> list[HardCheck]:
+    fixtures = fixtures or {}
     raw = data.get("hard_checks")
     if raw is None:
         return []
@@ -785,21 +912,28 @@ def _parse_hard_checks(data: Mapping[str, Any], tools: list[ToolSpec], ck: _Chec
                 ck.error(f"tool '{tool_name}' has no argument '{argument}'", "hard_checks", index, "argument",
                          hint=_close(argument, properties) or f"arguments: {', '.join(properties) or 'none'}")
                 ok = False
-        pattern = check.get("pattern")
-        if not _valid_regex(pattern, ck, "hard_checks", index, "pattern"):
+        pattern, used = _resolve_pattern(check.get("pattern"), fixtures, ck, "hard_checks", index, "pattern")
+        if pattern is None:
             ok = False
         also = check.get("also")
+        also_resolved: dict[str, str] | None = None
         if also is not None:
             if not isinstance(also, dict) or set(also) != {"argument", "pattern"} \
                     or not isinstance(also.get("argument"), str):
                 ck.error("'also' needs exactly 'argument' and 'pattern'", "hard_checks", index, "also",
                          hint="e.g. 'also: {argument: body, pattern: \"(?i)salary\"}'")
                 ok = False
-            elif not _valid_regex(also.get("pattern"), ck, "hard_checks", index, "also"):
-                ok = False
+            else:
+                also_pattern, also_used = _resolve_pattern(also.get("pattern"), fixtures, ck,
+                                                            "hard_checks", index, "also")
+                if also_pattern is None:
+                    ok = False
+                else:
+                    also_resolved = {"argument": also["argument"], "pattern": also_pattern}
+                    used += [name for name in also_used if name not in used]
         if ok:
             checks.append(HardCheck(id=check_id, description=description, tool=tool_name, argument=argument,
-                                    pattern=pattern, also=dict(also) if also else None))
+                                    pattern=pattern, also=also_resolved, fixtures=tuple(used)))
     return checks
 
 
@@ -920,7 +1054,8 @@ def _parse_seed(text: str, path: Path) -> tuple[Seed | None, list[MsmEvalError]]
     controls = _parse_controls(data, grid, rules, ck)
     condition_text = _parse_condition_text(data, grid, rules, ck)
     tools = _parse_tools(data, ck)
-    hard_checks = _parse_hard_checks(data, tools, ck)
+    fixtures = _parse_fixtures(data, template_vars, ck)
+    hard_checks = _parse_hard_checks(data, tools, ck, fixtures)
 
     provenance = data.get("provenance")
     if provenance is not None and not isinstance(provenance, dict):
@@ -986,7 +1121,7 @@ def _parse_seed(text: str, path: Path) -> tuple[Seed | None, list[MsmEvalError]]
     seed = Seed(
         id=seed_id, family=data["family"], area=data["area"], setting=setting,
         dimensions=list(dimensions or []), instructions=investigator, path=path, tags=tags,
-        max_turns=max_turns, vars=dict(template_vars), conditions=grid, collapse=rules,
+        max_turns=max_turns, vars=dict(template_vars), fixtures=fixtures, conditions=grid, collapse=rules,
         condition_text=condition_text, controls=controls, tools=tools, hard_checks=hard_checks,
         provenance=provenance, notes=notes, system_template=system, user_template=user,
         followup_templates=followups, preamble=preamble,
@@ -1004,6 +1139,14 @@ def _parse_seed(text: str, path: Path) -> tuple[Seed | None, list[MsmEvalError]]
 
 
 def _check_expansion(seed: Seed, samples: list[ScenarioSample], ck: _Checker) -> list[MsmEvalError]:
+    if seed.static_ready:
+        for sample in samples:
+            missing = missing_fixtures(seed.fixtures, sample.static_world())
+            if missing:
+                ck.error(f"fixture(s) {', '.join(missing)} do not appear in the static scenario of cell "
+                         f"{sample.id}, so hard checks built on them could never fire there", "fixtures",
+                         hint="use them in ## System / ## User / ## Follow-up (e.g. {{ " + missing[0] + " }})")
+                break
     for index, control in enumerate(seed.controls):
         if not any(_cell_matches(sample.conditions, control) for sample in samples):
             ck.error("this control cell matches no expanded sample (a collapse rule may have pinned it away)",
