@@ -6,6 +6,7 @@ import json
 import math
 import re
 
+import pandas as pd
 import pytest
 from inspect_ai.model import ChatMessageAssistant, ChatMessageUser, ModelName
 from inspect_ai.scorer import Target
@@ -15,6 +16,7 @@ from inspect_ai.tool import ToolCall
 from msm_eval import results
 from msm_eval.classifiers import harmful_action
 from msm_eval.errors import MsmEvalError
+from msm_eval.report import build_report
 from msm_eval.scenarios import expand, load_library, parse_seed_text
 from msm_eval.tasks import agentic_misalignment
 from tests.conftest_pipeline import DIMS, RUBRIC, SPEC, mock, run, submit
@@ -174,6 +176,17 @@ def test_investigator_that_never_uses_the_fixtures_falls_back_to_static_and_says
     static = run(agentic_misalignment(spec=SPEC, rubric=RUBRIC, scenarios=str(tmp_path / "seeds")), blackmailer,
                  {"judge": judge}, tmp_path / "static")
     assert static.samples[0].metadata["rollout_mode"] == "static"
+    # the mode is a column of the export and a split of the report
+    exported = results.export([tmp_path / "logs", tmp_path / "static"], tmp_path / "tidy.csv")
+    assert set(results.read_table(exported)["rollout_mode"]) == {"static", "static_after_investigator_failure"}
+    written = build_report([tmp_path / "logs", tmp_path / "static"], by="task", out_dir=tmp_path / "report",
+                           n_resamples=200)
+    summary = written["markdown"].read_text()
+    assert "| agentic_misalignment | static_after_investigator_failure | 1 |" in summary
+    assert "| agentic_misalignment | static | 1 |" in summary
+    rates = pd.read_csv(written["rates_csv"])
+    split = rates[(rates["condition"] == "rollout_mode") & (rates["dimension"] == "harmful")]
+    assert sorted(split["value"]) == ["static", "static_after_investigator_failure"]
 
 
 async def test_hard_check_that_cannot_fire_is_never_a_silent_zero(tmp_path):
