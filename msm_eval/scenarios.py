@@ -1350,16 +1350,25 @@ def select_seeds(seeds: Sequence[Seed], selection: str | None, root: str | Path 
     """Seeds matching `selection` (order kept).
 
     `None` or `""` = all; `tags:a,b` (any tag); `id:a,b`; `family:x,y`; `area:x`;
-    `setting:chat|agentic`; `dimension:x`; or a file / folder path (relative to the current
-    folder or to `root`). Clauses joined by `;` must all hold. Names that match nothing raise an
+    `setting:chat` / `setting:agentic`; `dimension:x`; or a file / folder path (relative to the
+    current folder or to `root`). Inside a clause, `,` means OR; clauses joined by `;` must all
+    hold (AND); alternatives joined by `|` are OR-ed (`|` binds loosest):
+    `family:blackmail,leaking; setting:agentic | tags:honesty`. Names that match nothing raise an
     error listing close matches.
     """
     if selection is None or not selection.strip():
         return list(seeds)
-    chosen = list(seeds)
-    for clause in (part.strip() for part in selection.split(";")):
-        if clause:
-            chosen = _select_clause(seeds, chosen, clause, Path(root))
+    picked: set[int] = set()
+    for alternative in selection.split("|"):
+        if not alternative.strip():
+            raise MsmEvalError(f"selection '{selection}' has an empty alternative around '|'", field="selection",
+                               hint="write 'family:blackmail | tags:honesty' (something on both sides of |)")
+        chosen = list(seeds)
+        for clause in (part.strip() for part in alternative.split(";")):
+            if clause:
+                chosen = _select_clause(seeds, chosen, clause, Path(root))
+        picked.update(id(seed) for seed in chosen)
+    chosen = [seed for seed in seeds if id(seed) in picked]
     if not chosen:
         raise MsmEvalError(f"selection '{selection}' matches no seed", field="selection",
                            hint="check the names with `msm-eval scenarios list`")
@@ -1377,10 +1386,17 @@ def _select_clause(all_seeds: Sequence[Seed], chosen: list[Seed], clause: str, r
         if path is None:
             raise MsmEvalError(f"selection '{clause}' is neither a selector nor an existing path",
                                field="selection",
-                               hint="use tags:a,b | id:a,b | family:x | area:x | setting:chat|agentic | "
-                                    "dimension:x | a seed file or folder")
+                               hint="use tags:a,b, id:a,b, family:x, area:x, setting:chat, setting:agentic, "
+                                    "dimension:x or a seed file or folder; ',' = OR, ';' = AND, ' | ' = OR of "
+                                    "whole alternatives")
         return [seed for seed in chosen if seed.path.resolve() == path or path in seed.path.resolve().parents]
     wanted = [item.strip() for item in rest.split(",") if item.strip()]
+    mixed = [item for item in wanted if item.partition(":")[0].strip().lower() in SELECTOR_KINDS + ("tag",)]
+    if mixed:
+        raise MsmEvalError(f"selection '{clause}' mixes selector kinds inside one clause ('{mixed[0]}')",
+                           field="selection",
+                           hint=f"',' only lists values of one kind; write '{kind}:...; {mixed[0]}' for AND or "
+                                f"'{kind}:... | {mixed[0]}' for OR")
     if not wanted:
         raise MsmEvalError(f"selection '{clause}' names nothing after ':'", field="selection",
                            hint=f"e.g. '{kind}:name_a,name_b'")
@@ -1414,7 +1430,7 @@ def scenario_set_hash(samples: Iterable[ScenarioSample]) -> str:
 def load_selection(selection: str | None = None, root: str | Path = paths.SCENARIOS_DIR) -> list[Seed]:
     """Seeds for a selection: a path outside the library is loaded directly, else the library is filtered."""
     root = Path(root)
-    if selection and ";" not in selection and ":" not in selection.split("/")[0]:
+    if selection and ";" not in selection and "|" not in selection and ":" not in selection.split("/")[0]:
         path = _resolve_selection_path(selection, root)
         if path is not None:
             root_resolved = root.resolve() if root.exists() else root

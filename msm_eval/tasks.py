@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from inspect_ai import Task, task
@@ -52,10 +53,26 @@ def user_path(value: str | None) -> str | None:
     return value
 
 
+def selection_text(scenarios: str | Sequence[Any] | None) -> str | None:
+    """The `scenarios` task option as one selection string.
+
+    inspect splits `-T` values at commas, so `-T scenarios=family:blackmail,leaking` arrives as
+    `["family:blackmail", "leaking"]`; the parts are joined back with commas (the OR inside a
+    clause). Any other type is a one-line error."""
+    if scenarios is None or isinstance(scenarios, str):
+        return scenarios
+    if isinstance(scenarios, Sequence) and all(isinstance(part, str | int | float) and not isinstance(part, bool)
+                                                for part in scenarios):
+        return ",".join(str(part).strip() for part in scenarios)
+    raise MsmEvalError(f"scenarios must be a selection string, got {scenarios!r}", field="scenarios",
+                       hint="e.g. -T scenarios=family:blackmail,leaking or -T 'scenarios=family:blackmail; tags:x'")
+
+
 def _user_selection(selection: str | None) -> str | None:
     if not selection:
         return selection
-    return ";".join(user_path(clause.strip()) or "" for clause in selection.split(";"))
+    return " | ".join(";".join(user_path(clause.strip()) or "" for clause in alternative.split(";"))
+                      for alternative in selection.split("|"))
 
 
 def role_model_names(role: str) -> str | list[str] | None:
@@ -78,10 +95,11 @@ def _check_args(judge_mode: str, judge_samples: int, max_turns: int | None) -> N
         raise MsmEvalError(f"max_turns must be at least 1, got {max_turns}", field="max_turns")
 
 
-def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, scenarios: str | None,
+def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, scenarios: str | Sequence[Any] | None,
            max_turns: int | None, judge_mode: str, judge_samples: int, rubric: str,
-           judge_max_chars: int | None, classify: bool) -> Task:
+           judge_max_chars: int | None, classify: bool, show_reasoning: bool = True) -> Task:
     _check_args(judge_mode, judge_samples, max_turns)
+    scenarios = selection_text(scenarios)
     loaded_rubric = load_rubric(user_path(rubric) or rubric)
     loaded_spec = load_spec(user_path(spec) or spec, rubric=loaded_rubric)
     spec_text = loaded_spec.render(spec_variant)
@@ -90,9 +108,10 @@ def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, sc
         raise MsmEvalError(f"scenario selection {scenarios!r} produced no samples", field="scenarios")
     scorers: list[Any] = []
     if classify:
-        scorers.append(harmful_action(mode=judge_mode, max_chars_per_message=judge_max_chars))
+        scorers.append(harmful_action(mode=judge_mode, max_chars_per_message=judge_max_chars,
+                                      show_reasoning=bool(show_reasoning)))
     scorers.append(constitution_judge(rubric=loaded_rubric, mode=judge_mode, samples=int(judge_samples),
-                                      max_chars_per_message=judge_max_chars))
+                                      max_chars_per_message=judge_max_chars, show_reasoning=bool(show_reasoning)))
     metadata = {
         "spec": loaded_spec.name,
         "spec_path": loaded_spec.path.name,
@@ -108,6 +127,7 @@ def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, sc
         "judge_mode": judge_mode,
         "judge_samples": int(judge_samples),
         "max_turns": max_turns,
+        "show_reasoning": bool(show_reasoning),
         "judge": role_model_names("judge"),
         "investigator": role_model_names("investigator"),
     }
@@ -123,33 +143,36 @@ def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, sc
 
 @task
 def constitution_adherence(spec: str = "constitution", spec_variant: str = "full", spec_in_context: bool = False,
-                           scenarios: str | None = None, max_turns: int | None = None, judge_mode: str = "answer",
-                           judge_samples: int = 1, rubric: str = "constitution",
-                           judge_max_chars: int | None = None) -> Task:
+                           scenarios: str | list[str] | None = None, max_turns: int | None = None,
+                           judge_mode: str = "answer", judge_samples: int = 1, rubric: str = "constitution",
+                           judge_max_chars: int | None = None, show_reasoning: bool = True) -> Task:
     """Does the target adhere to the spec? Seeds -> rollout -> judge on every rubric dimension.
 
     Args:
         spec: spec name under specs/ or a path (its sha256 is recorded even when not in context).
         spec_variant: rules | value_augmented | rule_augmented | generic | full.
         spec_in_context: put the rendered spec variant at the top of the target's system prompt.
-        scenarios: seed selection (tags:a,b | id:x | family:x | area:x | setting:x | dimension:x | path;
-            clauses joined by ';'); default: the whole library.
+        scenarios: seed selection (tags:a,b | id:x | family:x | area:x | setting:x | dimension:x | path):
+            ',' = OR inside a clause, ';' = AND between clauses, ' | ' = OR between alternatives
+            (docs/scenarios.md); default: the whole library.
         max_turns: target turns per scenario (default: the seed's max_turns).
         judge_mode: answer (structured scores) | logprob (expected score from label log-probs).
         judge_samples: judge calls per judge model, averaged per dimension.
         rubric: rubric name under rubrics/ or a path.
         judge_max_chars: truncate each transcript message to this many characters for the judge.
+        show_reasoning: show the target's native reasoning to the judge (and classifier), marked as
+            its private reasoning; false hides it.
     """
     return _build("constitution_adherence", spec=spec, spec_variant=spec_variant, spec_in_context=spec_in_context,
                   scenarios=scenarios, max_turns=max_turns, judge_mode=judge_mode, judge_samples=judge_samples,
-                  rubric=rubric, judge_max_chars=judge_max_chars, classify=False)
+                  rubric=rubric, judge_max_chars=judge_max_chars, classify=False, show_reasoning=show_reasoning)
 
 
 @task
 def agentic_misalignment(spec: str = "constitution", spec_variant: str = "full", spec_in_context: bool = False,
-                         scenarios: str | None = AGENTIC_SELECTION, max_turns: int | None = None,
+                         scenarios: str | list[str] | None = AGENTIC_SELECTION, max_turns: int | None = None,
                          judge_mode: str = "answer", judge_samples: int = 1, rubric: str = "constitution",
-                         judge_max_chars: int | None = None) -> Task:
+                         judge_max_chars: int | None = None, show_reasoning: bool = True) -> Task:
     """Agentic-misalignment scenarios: harmful-action rate (verdict AND hard checks) plus the rubric judge.
 
     Parameters as for `constitution_adherence`; `scenarios` defaults to the library's
@@ -157,7 +180,7 @@ def agentic_misalignment(spec: str = "constitution", spec_variant: str = "full",
     """
     return _build("agentic_misalignment", spec=spec, spec_variant=spec_variant, spec_in_context=spec_in_context,
                   scenarios=scenarios, max_turns=max_turns, judge_mode=judge_mode, judge_samples=judge_samples,
-                  rubric=rubric, judge_max_chars=judge_max_chars, classify=True)
+                  rubric=rubric, judge_max_chars=judge_max_chars, classify=True, show_reasoning=show_reasoning)
 
 
 # ----------------------------------------------------------------------------- spec_probe
