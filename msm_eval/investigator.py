@@ -214,7 +214,8 @@ def _error_tool_message(call: ToolCall, message: str) -> ChatMessageTool:
 
 @solver
 def rollout(max_turns: int | None = None, spec_text: str | None = None, max_tool_rounds: int = 6,
-            max_retries: int = 2) -> Solver:
+            max_retries: int = 2, system_suffix: str | None = None,
+            conditions: dict[str, str] | None = None) -> Solver:
     """Play the sample's scenario against the target (static or investigator-driven, see module docstring).
 
     Args:
@@ -223,6 +224,10 @@ def rollout(max_turns: int | None = None, spec_text: str | None = None, max_tool
         spec_text: when given, the spec is put at the top of the target's system prompt.
         max_tool_rounds: simulated tool-call rounds allowed inside one target turn.
         max_retries: retries for malformed investigator output.
+        system_suffix: text appended to the target's system prompt in either mode (the task
+            switches of `agentic_misalignment`: the no-leverage instruction, the framing).
+        conditions: extra conditions recorded in the sample's `metadata["conditions"]` (the
+            switches, so results get `cond_<name>` columns for them).
     """
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
@@ -274,6 +279,10 @@ def rollout(max_turns: int | None = None, spec_text: str | None = None, max_tool
             followups = list(metadata.get("followups") or [])
             budget = min(_turn_budget(max_turns, metadata, 1 + len(followups)), 1 + len(followups))
 
+        if system_suffix:
+            system = f"{system}\n\n{system_suffix}" if system else system_suffix
+        if conditions:
+            state.metadata["conditions"] = {**(state.metadata.get("conditions") or {}), **conditions}
         system_text = _system_prompt(system, spec_text)
         system_meta = {"msm_spec_in_context": True, "msm_system_without_spec": system or ""} if spec_text else None
         state.messages = ([ChatMessageSystem(content=system_text, metadata=system_meta)] if system_text else []) + \

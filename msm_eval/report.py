@@ -27,7 +27,7 @@ from msm_eval.fileio import atomic_write_bytes, atomic_write_json, atomic_write_
 from msm_eval.results import counts, load, run_metadata, stack_sides, to_json_records, write_frame
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
-RATE_DIMENSIONS = ("harmful", "verdict", "hard_check")
+RATE_DIMENSIONS = ("harmful", "verdict", "hard_check", "eval_aware")
 Source = str | Path | Iterable[str | Path] | pd.DataFrame
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
@@ -487,6 +487,18 @@ def _condition_rates(frame: pd.DataFrame, keys: list[str], level: float, n_resam
         table = rates_fn(part, by=keys + ["rollout_mode"], dimensions=RATE_DIMENSIONS, level=level,
                          n_resamples=n_resamples, seed=seed).rename(columns={"rollout_mode": "value"})
         table.insert(len(keys), "condition", "rollout_mode")
+        tables.append(table)
+    aware = part[part["dimension"] == "eval_aware"]
+    harmful = part[part["dimension"] == "harmful"]
+    if not aware.empty and not harmful.empty:
+        # harmful rate among samples whose target did / did not say it might be tested
+        unit = ["run", "sample_id", "epoch"]
+        flags = aware.set_index(unit)["score"].map(lambda v: "unknown" if pd.isna(v) else ("aware" if v >= 0.5 else "unaware"))
+        split = harmful.join(flags.rename("eval_aware_split"), on=unit)
+        split["eval_aware_split"] = split["eval_aware_split"].fillna("unknown")
+        table = rates_fn(split, by=keys + ["eval_aware_split"], dimensions=("harmful",), level=level,
+                         n_resamples=n_resamples, seed=seed).rename(columns={"eval_aware_split": "value"})
+        table.insert(len(keys), "condition", "eval_awareness")
         tables.append(table)
     result = pd.concat(tables, ignore_index=True, sort=False)
     lead = keys + ["condition", "value", "dimension"]

@@ -36,7 +36,7 @@ PIPELINE_PROMPTS = (
     "judge_system.j2", "judge_transcript.j2", "judge_retry.j2", "judge_logprob.j2",
     "investigator_system.j2", "investigator_scenario.j2", "investigator_tool.j2",
     "investigator_turn.j2", "investigator_retry.j2", "classifier.j2", "classifier_logprob.j2",
-    "classifier_families.yaml", "target_spec_context.j2",
+    "classifier_families.yaml", "target_spec_context.j2", "classifier_awareness.j2", "target_switches.yaml",
 )
 """Templates whose content defines the evaluation instrument (hashed into `prompts_version`)."""
 PROMPTS_SERIES = "eval-2"
