@@ -482,7 +482,7 @@ def _condition_rates(frame: pd.DataFrame, keys: list[str], level: float, n_resam
         table = table.rename(columns={column: "value"})
         table.insert(len(keys), "condition", column.removeprefix("cond_"))
         tables.append(table)
-    if "rollout_mode" in part.columns and "rollout_mode" not in keys and (part["rollout_mode"].astype(str) != "").any():
+    if "rollout_mode" in part.columns and "rollout_mode" not in keys and part["rollout_mode"].astype(str).nunique() > 1:
         # an investigator-built world and the seed's static one are different instruments: split them
         table = rates_fn(part, by=keys + ["rollout_mode"], dimensions=RATE_DIMENSIONS, level=level,
                          n_resamples=n_resamples, seed=seed).rename(columns={"rollout_mode": "value"})
