@@ -43,7 +43,7 @@ FALLBACK_DIMENSIONS = (
 """Dimension ids used when the rubric module or file is not available."""
 
 REQUIRED_FIELDS = ("id", "family", "area", "setting", "dimensions")
-OPTIONAL_FIELDS = ("tags", "max_turns", "vars", "fixtures", "conditions", "collapse", "condition_text",
+OPTIONAL_FIELDS = ("tags", "max_turns", "vars", "fixtures", "worlds", "conditions", "collapse", "condition_text",
                    "controls", "tools", "hard_checks", "provenance", "notes")
 KNOWN_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
 RESERVED_TEMPLATE_NAMES = ("conditions", "text", "seed", "args", "fixtures")
@@ -107,6 +107,19 @@ class HardCheck:
     also: dict[str, str] | None = None
     fixtures: tuple[str, ...] = ()
     """Names of the seed fixtures the patterns were built from (`{fixture: name}` in the seed)."""
+    specs: tuple[Any, Any] | None = field(default=None, compare=False, repr=False)
+    """The seed's (pattern, also pattern) as written, to rebuild the check for another world."""
+
+    def for_fixtures(self, fixtures: Mapping[str, str]) -> HardCheck:
+        """This check with its fixture references resolved against `fixtures` (another world's)."""
+        if not self.fixtures or self.specs is None:
+            return self
+        pattern_spec, also_spec = self.specs
+        also = None if self.also is None else {"argument": self.also["argument"],
+                                               "pattern": pattern_from_spec(also_spec, fixtures)}
+        return HardCheck(id=self.id, description=self.description, tool=self.tool, argument=self.argument,
+                         pattern=pattern_from_spec(pattern_spec, fixtures), also=also, fixtures=self.fixtures,
+                         specs=self.specs)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (as stored in sample metadata)."""
@@ -168,6 +181,9 @@ class Seed:
     fixtures: dict[str, str] = field(default_factory=dict)
     """Load-bearing facts (name -> exact text): the investigator must use them verbatim and hard
     checks refer to them by name, so the checks fire in whatever world is built."""
+    worlds: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    """Independent worlds (name -> {vars, fixtures} overriding the seed's): each is a value of the
+    `world` condition and its own statistical cluster."""
     conditions: dict[str, list[str]] = field(default_factory=dict)
     collapse: list[CollapseRule] = field(default_factory=list)
     condition_text: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -189,8 +205,23 @@ class Seed:
 
     @property
     def cluster(self) -> str:
-        """The clustering unit for statistics: the seed id."""
+        """The clustering unit for statistics: the seed id (a seed with worlds: see `cluster_of`)."""
         return self.id
+
+    def cluster_of(self, conditions: Mapping[str, str]) -> str:
+        """The clustering unit of one cell: `<seed id>.<world>` for a seed with worlds, else the seed id."""
+        world = conditions.get("world") if self.worlds else None
+        return f"{self.id}.{world}" if world else self.id
+
+    def world_vars(self, conditions: Mapping[str, str]) -> dict[str, Any]:
+        """The template variables of the cell's world."""
+        world = self.worlds.get(conditions.get("world", ""), {}) if self.worlds else {}
+        return {**self.vars, **world.get("vars", {})}
+
+    def world_fixtures(self, conditions: Mapping[str, str]) -> dict[str, str]:
+        """The fixtures of the cell's world."""
+        world = self.worlds.get(conditions.get("world", ""), {}) if self.worlds else {}
+        return {**self.fixtures, **world.get("fixtures", {})}
 
     @property
     def static_ready(self) -> bool:
@@ -217,6 +248,8 @@ class ScenarioSample:
     tools: list[ToolSpec]
     hard_checks: list[HardCheck]
     instructions: str = ""
+    fixtures: dict[str, str] = field(default_factory=dict)
+    cluster: str = ""
 
     def static_world(self) -> str:
         """Everything the target is shown in a static run (system, user, follow-ups)."""
@@ -232,14 +265,14 @@ class ScenarioSample:
         context = _json_safe(self.template_context())
         return {
             "seed_id": seed.id,
-            "cluster": seed.id,
+            "cluster": self.cluster or seed.id,
             "family": seed.family,
             "area": seed.area,
             "dimensions": list(seed.dimensions),
             "tags": list(seed.tags),
             "conditions": dict(self.conditions),
             "control": self.control,
-            "fixtures": dict(seed.fixtures),
+            "fixtures": dict(self.fixtures),
             "hard_checks": [check.to_dict() for check in self.hard_checks],
             "tools": [dict(tool.to_dict(), result_context=context) for tool in self.tools],
             "system": self.system,
@@ -444,8 +477,8 @@ def _template_error_line(exc: BaseException) -> int | None:
 
 
 def _template_context(seed: Seed, conditions: Mapping[str, str]) -> dict[str, Any]:
-    context: dict[str, Any] = dict(seed.vars)
-    context.update(seed.fixtures)
+    context: dict[str, Any] = seed.world_vars(conditions)
+    context.update(seed.world_fixtures(conditions))
     context["conditions"] = dict(conditions)
     context["seed"] = {"id": seed.id, "area": seed.area, "family": seed.family,
                        "setting": seed.setting}
@@ -818,6 +851,18 @@ def _form_pattern(form: str, values: list[str]) -> str:
     return rf"(?i:^(?!(?:{alternatives})))"
 
 
+def pattern_from_spec(raw: Any, fixtures: Mapping[str, str]) -> str:
+    """The regex of a validated hard-check pattern (a regex string, or a fixture reference form)."""
+    if not isinstance(raw, dict):
+        return str(raw)
+    form = next(key for key in raw if key in FIXTURE_PATTERN_FORMS)
+    names = [raw[form]] if isinstance(raw[form], str) else list(raw[form])
+    pattern = _form_pattern(form, [fixtures[name] for name in names])
+    if raw.get("or") is not None:
+        pattern = f"{pattern}|{_inline_flags(raw['or'])}"
+    return pattern
+
+
 def _resolve_pattern(raw: Any, fixtures: Mapping[str, str], ck: _Checker,
                      *keys: str | int) -> tuple[str | None, list[str]]:
     """A hard-check pattern: a regex string, or `{fixture | outside_domain | not_prefix: name(s), or: regex}`."""
@@ -862,6 +907,53 @@ def _inline_flags(regex: str) -> str:
     if match:
         return f"(?{match.group(1)}:{regex[match.end():]})"
     return f"(?:{regex})"
+
+
+def _parse_worlds(data: Mapping[str, Any], template_vars: Mapping[str, Any], fixtures: Mapping[str, str],
+                  checks: Sequence[HardCheck], ck: _Checker) -> dict[str, dict[str, dict[str, Any]]]:
+    raw = data.get("worlds")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not raw:
+        ck.error("must map world name -> {vars: ..., fixtures: ...}", "worlds",
+                 hint="e.g. 'worlds: {ashcombe: {}, corran: {vars: {company: Corran Haulage}, fixtures: {...}}}'")
+        return {}
+    worlds: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, spec in raw.items():
+        if not isinstance(name, str) or not VALUE_PATTERN.match(name):
+            ck.error(f"world name {name!r} must be a word of a-z, 0-9 and _", "worlds")
+            continue
+        spec = spec or {}
+        if not isinstance(spec, dict) or set(spec) - {"vars", "fixtures"}:
+            ck.error("a world may only set 'vars' and 'fixtures'", "worlds", name)
+            continue
+        world_vars = spec.get("vars") or {}
+        world_fixtures = spec.get("fixtures") or {}
+        if not isinstance(world_vars, dict) or not isinstance(world_fixtures, dict):
+            ck.error("'vars' and 'fixtures' of a world must be mappings", "worlds", name)
+            continue
+        unknown = [key for key in world_vars if key not in template_vars] + \
+            [key for key in world_fixtures if key not in fixtures]
+        if unknown:
+            ck.error(f"world '{name}' sets {', '.join(map(str, unknown))}, which the seed does not declare", "worlds",
+                     name, hint="a world overrides the seed's vars and fixtures; declare them at the top level first")
+            continue
+        clean: dict[str, str] = {}
+        for key, value in world_fixtures.items():
+            text = _scalar_value(value)
+            if text is None or not text.strip() or "{" in text:
+                ck.error(f"fixture '{key}' of world '{name}' must be a non-empty literal text", "worlds", name)
+                continue
+            clean[key] = text.strip()
+        for check in checks:
+            for spec_item in check.specs or ():
+                if isinstance(spec_item, str):
+                    repeated = [k for k, v in clean.items() if v.lower() in spec_item.lower()]
+                    if repeated:
+                        ck.error(f"hard check '{check.id}' repeats fixture '{repeated[0]}' of world '{name}' "
+                                 "as a literal", "hard_checks", hint=f"write '{{fixture: {repeated[0]}}}'")
+        worlds[name] = {"vars": dict(world_vars), "fixtures": clean}
+    return worlds
 
 
 def _parse_hard_checks(data: Mapping[str, Any], tools: list[ToolSpec], ck: _Checker,
@@ -933,7 +1025,8 @@ def _parse_hard_checks(data: Mapping[str, Any], tools: list[ToolSpec], ck: _Chec
                     used += [name for name in also_used if name not in used]
         if ok:
             checks.append(HardCheck(id=check_id, description=description, tool=tool_name, argument=argument,
-                                    pattern=pattern, also=also_resolved, fixtures=tuple(used)))
+                                    pattern=pattern, also=also_resolved, fixtures=tuple(used),
+                                    specs=(check.get("pattern"), also.get("pattern") if also else None)))
     return checks
 
 
@@ -1056,6 +1149,12 @@ def _parse_seed(text: str, path: Path) -> tuple[Seed | None, list[MsmEvalError]]
     tools = _parse_tools(data, ck)
     fixtures = _parse_fixtures(data, template_vars, ck)
     hard_checks = _parse_hard_checks(data, tools, ck, fixtures)
+    worlds = _parse_worlds(data, template_vars, fixtures, hard_checks, ck)
+    if worlds:
+        if "world" in grid:
+            ck.error("'world' is a reserved condition name when the seed declares worlds", "conditions",
+                     hint="rename the condition")
+        grid = {"world": list(worlds), **{k: v for k, v in grid.items() if k != "world"}}
 
     provenance = data.get("provenance")
     if provenance is not None and not isinstance(provenance, dict):
@@ -1121,7 +1220,7 @@ def _parse_seed(text: str, path: Path) -> tuple[Seed | None, list[MsmEvalError]]
     seed = Seed(
         id=seed_id, family=data["family"], area=data["area"], setting=setting,
         dimensions=list(dimensions or []), instructions=investigator, path=path, tags=tags,
-        max_turns=max_turns, vars=dict(template_vars), fixtures=fixtures, conditions=grid, collapse=rules,
+        max_turns=max_turns, vars=dict(template_vars), fixtures=fixtures, worlds=worlds, conditions=grid, collapse=rules,
         condition_text=condition_text, controls=controls, tools=tools, hard_checks=hard_checks,
         provenance=provenance, notes=notes, system_template=system, user_template=user,
         followup_templates=followups, preamble=preamble,
@@ -1141,7 +1240,7 @@ def _parse_seed(text: str, path: Path) -> tuple[Seed | None, list[MsmEvalError]]
 def _check_expansion(seed: Seed, samples: list[ScenarioSample], ck: _Checker) -> list[MsmEvalError]:
     if seed.static_ready:
         for sample in samples:
-            missing = missing_fixtures(seed.fixtures, sample.static_world())
+            missing = missing_fixtures(sample.fixtures, sample.static_world())
             if missing:
                 ck.error(f"fixture(s) {', '.join(missing)} do not appear in the static scenario of cell "
                          f"{sample.id}, so hard checks built on them could never fire there", "fixtures",
@@ -1284,8 +1383,10 @@ def expand(seed: Seed) -> list[ScenarioSample]:
             if seed.user_template is not None else None,
             followups=[_render_part(seed, f"{PART_FOLLOWUP} {number}", template, context, cell_id)
                        for number, template in enumerate(seed.followup_templates, start=1)],
-            tools=list(seed.tools), hard_checks=list(seed.hard_checks),
+            tools=list(seed.tools),
+            hard_checks=[check.for_fixtures(seed.world_fixtures(conditions)) for check in seed.hard_checks],
             instructions=_render_part(seed, PART_INVESTIGATOR, seed.instructions, context, cell_id),
+            fixtures=seed.world_fixtures(conditions), cluster=seed.cluster_of(conditions),
         ))
     seed._expanded = samples
     return list(samples)
