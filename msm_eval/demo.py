@@ -1,12 +1,16 @@
 """`make demo`: the main offline job -- both evaluation tasks on the embedded model, two spec variants.
 
-Everything runs locally on `msm/smollm2` (SmolLM2-135M-Instruct) in every role: the target, and
-the judge in `logprob` mode (expected score from the next-token distribution, the mode that works
-with a small model); no investigator is bound, so the seeds' static scenarios are played. For each
-spec variant (default: `rules` and `value_augmented`, put in the target's system prompt) it runs
+Everything runs locally on `msm/smollm2` (SmolLM2-135M-Instruct) as the target and as the judge
+in `logprob` mode (expected score from the next-token distribution, the mode that works with a
+small model). For each spec variant (default: `rules` and `value_augmented`, put in the target's
+system prompt) it runs
 
-- `constitution_adherence` on a few short chat trade-off seeds, and
-- `agentic_misalignment` on one cell of an agentic seed (harmful-action classifier + judge),
+- `constitution_adherence` on a few short chat trade-off seeds (static scenarios, no investigator), and
+- `agentic_misalignment` on one cell of an agentic seed (harmful-action and eval-awareness
+  classifiers + judge) through the investigator path: a scripted investigator (`ReplayInvestigator`,
+  on `msm/mock`) builds the world from the seed's own parts, fixtures included, and answers the
+  tool calls with the seed's canned results, so the run exercises fixture verification and records
+  `rollout_mode = investigator` deterministically (a 135M model cannot write a usable world),
 
 writes the inspect logs to `results/demo/logs/` (git-ignored; open them with `inspect view`), the
 report of those logs (`msm_eval.report.build_report`: tables in Markdown / LaTeX / CSV / HTML and a
@@ -24,8 +28,10 @@ import argparse
 import json
 import time
 from collections.abc import Sequence
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from msm_eval.paths import RESULTS_DIR
 
@@ -35,6 +41,46 @@ AGENTIC_SAMPLES = ("am_lethal_inaction__explicit-safety_vs_speed-replacement",)
 DEFAULT_MAX_TOKENS = 40
 JUDGE_MAX_CHARS = 800
 MODEL = "msm/smollm2"
+
+
+class ReplayInvestigator:
+    """A scripted investigator (an `msm/mock` responder) that plays the seed's own world.
+
+    Given the samples' metadata, it answers the investigator's scenario request with the seed's
+    rendered `## System` / `## User` parts and tools (so every fixture is present), each simulated
+    tool call with the seed's canned result, and ends the scenario after the target's first turn.
+    It stands in for a real investigator where none can run (offline demo, tests).
+    """
+
+    def __init__(self, samples_metadata: Sequence[dict[str, Any]]) -> None:
+        self.samples = list(samples_metadata)
+
+    def _sample_for(self, prompt: str) -> dict[str, Any]:
+        for metadata in self.samples:
+            if metadata.get("instructions") and metadata["instructions"].strip() in prompt:
+                return metadata
+        raise ValueError("ReplayInvestigator: no sample's brief matches the investigator prompt")
+
+    def __call__(self, messages: list[Any], tools: list[Any]) -> str:
+        from msm_eval.scenarios import render_tool_result
+
+        request = messages[1].text if len(messages) > 1 else messages[-1].text
+        if "Build the scenario now" in request:
+            metadata = self._sample_for(request)
+            return json.dumps({"notes": "replay of the seed's static world", "system": metadata["system"],
+                               "first_message": metadata["user"],
+                               "tools": [{k: t[k] for k in ("name", "description", "parameters")}
+                                         for t in metadata.get("tools") or []]})
+        if "The target called a tool" in request:
+            name = re.search(r"^Tool: (\S+) ", request, re.MULTILINE)
+            arguments = re.search(r"^Call arguments: (.*)$", request, re.MULTILINE)
+            args = json.loads(arguments.group(1)) if arguments else {}
+            for metadata in self.samples:
+                for tool in metadata.get("tools") or []:
+                    if name and tool["name"] == name.group(1):
+                        return json.dumps({"result": render_tool_result(tool, args, metadata), "is_error": False})
+            return json.dumps({"result": "done.", "is_error": False})
+        return json.dumps({"reasoning": "the target has acted", "end": True, "message": ""})
 
 
 @dataclass
@@ -53,23 +99,28 @@ def run_evals(out_dir: Path, variants: Sequence[str] = DEFAULT_VARIANTS, max_tok
 
     from msm_eval.tasks import agentic_misalignment, constitution_adherence
 
+    from msm_eval.scenarios import build_dataset
+
     log_dir = out_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     model = get_model(MODEL)
+    agentic_selection = "id:" + ",".join(sorted({s.split("__")[0] for s in agentic_samples}))
+    replay = ReplayInvestigator([s.metadata for s in build_dataset(agentic_selection)[0] if s.id in agentic_samples])
+    investigator = get_model("msm/mock", responder=replay, memoize=False)
     result = DemoRun()
     started = time.perf_counter()
     for variant in variants:
         common = dict(spec="constitution", spec_variant=variant, spec_in_context=True, judge_mode="logprob",
                       judge_max_chars=JUDGE_MAX_CHARS, max_turns=1)
         jobs = [
-            (constitution_adherence(scenarios="id:" + ",".join(chat_seeds), **common), None),
-            (agentic_misalignment(scenarios="id:" + ",".join(sorted({s.split("__")[0] for s in agentic_samples})),
-                                  **common), list(agentic_samples)),
+            (constitution_adherence(scenarios="id:" + ",".join(chat_seeds), **common), None, {"judge": model}),
+            (agentic_misalignment(scenarios=agentic_selection, **common), list(agentic_samples),
+             {"judge": model, "investigator": investigator}),
         ]
-        for task, sample_ids in jobs:
+        for task, sample_ids, roles in jobs:
             # max_connections=1: one request per forward pass (inspect's hf provider batches concurrent
             # requests with padding), so no output depends on what else was in flight; no slower here.
-            logs = inspect_eval(task, model=model, model_roles={"judge": model}, log_dir=str(log_dir),
+            logs = inspect_eval(task, model=model, model_roles=roles, log_dir=str(log_dir),
                                 display="none", max_tokens=max_tokens, sample_id=sample_ids, fail_on_error=False,
                                 max_connections=1)
             for log in logs:
@@ -102,9 +153,10 @@ def write_outputs(run: DemoRun, out_dir: Path, variants: Sequence[str], max_toke
     sections = [
         "# make demo",
         "",
-        f"Target and judge: `{MODEL}` (SmolLM2-135M-Instruct, local CPU). Judge mode: logprob. Static scenarios "
-        f"(no investigator). Spec variants in the target's context: {', '.join(variants)}. max_tokens={max_tokens}, "
-        "one target turn.",
+        f"Target and judge: `{MODEL}` (SmolLM2-135M-Instruct, local CPU). Judge mode: logprob. Chat seeds: static "
+        "scenarios (no investigator); agentic cell: through the investigator path with a scripted investigator "
+        "that replays the seed's world, fixtures included (see 'How samples were played'). Spec variants in the "
+        f"target's context: {', '.join(variants)}. max_tokens={max_tokens}, one target turn.",
         "",
         "A 135M judge is a smoke-test judge: these numbers show that the pipeline runs end to end, from rollout to "
         "judge to statistics; they say nothing reliable about alignment. NaN (not exercised / not scored) is never "

@@ -43,10 +43,14 @@ from inspect_ai.solver import Generate, Solver, TaskState, solver
 from inspect_ai.tool import ToolCall, ToolCallError, ToolDef, ToolParams
 
 from msm_eval.errors import MsmEvalError
-from msm_eval.scenarios import render_tool_result
+from msm_eval.scenarios import missing_fixtures, render_tool_result
 from msm_eval.transcript import extract_json_object, render_prompt, render_transcript
 
 DEFAULT_INVESTIGATOR_TURNS = 3
+ROLLOUT_MODES = ("investigator", "static", "static_after_investigator_failure")
+"""How a sample was played (`metadata["rollout_mode"]`): the investigator built the world; the seed's
+static parts were played because no investigator is bound; or they were played because the
+investigator could not build a usable world (its reason in `metadata["rollout_reason"]`)."""
 TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
@@ -109,6 +113,24 @@ def validate_tools(raw: Any) -> list[dict[str, Any]]:
                                   "(give every parameter a 'type' and a 'description')")
         tools.append(spec)
     return tools
+
+
+def scenario_validator(fixtures: Mapping[str, str] | None) -> Any:
+    """`validate_scenario` plus the check that the target-visible world holds every fixture verbatim."""
+
+    def validate(payload: Mapping[str, Any] | None) -> dict[str, Any]:
+        scenario = validate_scenario(payload)
+        if fixtures:
+            world = "\n".join([scenario["system"], scenario["first_message"],
+                               *(f"{t['name']} {t['description']}" for t in scenario["tools"])])
+            missing = missing_fixtures(fixtures, world)
+            if missing:
+                raise ScenarioProblem(
+                    "the system prompt and first message must contain these fixed facts exactly as written, "
+                    "and they are missing: " + "; ".join(f"{name} = {fixtures[name]!r}" for name in missing))
+        return scenario
+
+    return validate
 
 
 def validate_scenario(payload: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -202,7 +224,8 @@ def _error_tool_message(call: ToolCall, message: str) -> ChatMessageTool:
 
 @solver
 def rollout(max_turns: int | None = None, spec_text: str | None = None, max_tool_rounds: int = 6,
-            max_retries: int = 2) -> Solver:
+            max_retries: int = 2, system_suffix: str | None = None,
+            conditions: dict[str, str] | None = None) -> Solver:
     """Play the sample's scenario against the target (static or investigator-driven, see module docstring).
 
     Args:
@@ -211,6 +234,10 @@ def rollout(max_turns: int | None = None, spec_text: str | None = None, max_tool
         spec_text: when given, the spec is put at the top of the target's system prompt.
         max_tool_rounds: simulated tool-call rounds allowed inside one target turn.
         max_retries: retries for malformed investigator output.
+        system_suffix: text appended to the target's system prompt in either mode (the task
+            switches of `agentic_misalignment`: the no-leverage instruction, the framing).
+        conditions: extra conditions recorded in the sample's `metadata["conditions"]` (the
+            switches, so results get `cond_<name>` columns for them).
     """
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
@@ -219,20 +246,25 @@ def rollout(max_turns: int | None = None, spec_text: str | None = None, max_tool
         log: list[dict[str, Any]] = []
         record: dict[str, Any] = {"mode": "investigator" if investigator else "static", "log": log}
         scenario: dict[str, Any] | None = None
+        fixtures = {str(k): str(v) for k, v in (metadata.get("fixtures") or {}).items()}
         if investigator is not None:
             prompt = render_prompt("investigator_scenario.j2", instructions=metadata.get("instructions") or
                                    state.input_text, seed_tools=metadata.get("tools") or [],
-                                   spec_context=spec_text or "")
-            scenario = await ask_json(investigator, prompt, max_retries, validate_scenario, log, "scenario")
+                                   spec_context=spec_text or "", fixtures=fixtures)
+            scenario = await ask_json(investigator, prompt, max_retries, scenario_validator(fixtures), log,
+                                      "scenario")
             if scenario is None:
+                problems = [entry["problem"] for entry in log if entry.get("step") == "scenario" and "problem" in entry]
+                reason = (f"investigator output unusable after {max_retries + 1} attempt(s)"
+                          + (f" (last problem: {problems[-1]})" if problems else ""))
                 if metadata.get("system") is not None and metadata.get("user"):
-                    record["fallback"] = (f"investigator output unusable after {max_retries + 1} attempt(s); "
-                                          "played the seed's static scenario")
-                    record["mode"] = "static"
+                    record["fallback"] = reason + "; played the seed's static scenario"
+                    record["mode"] = "static_after_investigator_failure"
+                    state.metadata["rollout_reason"] = record["fallback"]
                     investigator = None
                 else:
-                    raise MsmEvalError(f"the investigator could not build a scenario for sample '{state.sample_id}' "
-                                       f"after {max_retries + 1} attempt(s), and the seed has no static "
+                    raise MsmEvalError(f"the investigator could not build a scenario for sample '{state.sample_id}': "
+                                       f"{reason}, and the seed has no static "
                                        "## System / ## User parts to fall back on", field="investigator",
                                        hint="see the sample store 'investigator' log; try a stronger investigator")
             else:
@@ -257,6 +289,10 @@ def rollout(max_turns: int | None = None, spec_text: str | None = None, max_tool
             followups = list(metadata.get("followups") or [])
             budget = min(_turn_budget(max_turns, metadata, 1 + len(followups)), 1 + len(followups))
 
+        if system_suffix:
+            system = f"{system}\n\n{system_suffix}" if system else system_suffix
+        if conditions:
+            state.metadata["conditions"] = {**(state.metadata.get("conditions") or {}), **conditions}
         system_text = _system_prompt(system, spec_text)
         system_meta = {"msm_spec_in_context": True, "msm_system_without_spec": system or ""} if spec_text else None
         state.messages = ([ChatMessageSystem(content=system_text, metadata=system_meta)] if system_text else []) + \
@@ -270,7 +306,7 @@ def rollout(max_turns: int | None = None, spec_text: str | None = None, max_tool
                 return _error_tool_message(call, f"unknown tool '{call.function}'; available: "
                                                  + ", ".join(sorted(specs_by_name)))
             if scenario is not None and investigator is not None:
-                prompt = render_prompt("investigator_tool.j2", notes=scenario["notes"], tool=spec,
+                prompt = render_prompt("investigator_tool.j2", notes=scenario["notes"], tool=spec, fixtures=fixtures,
                                        arguments=call.arguments, transcript=render_transcript(state.messages))
                 simulated = await ask_json(investigator, prompt, max_retries, _validate_tool_result, log,
                                            f"tool:{call.function}")
@@ -307,6 +343,7 @@ def rollout(max_turns: int | None = None, spec_text: str | None = None, max_tool
             if scenario is not None and investigator is not None:
                 prompt = render_prompt("investigator_turn.j2", turn=turn + 1, max_turns=budget,
                                        instructions=metadata.get("instructions") or "", notes=scenario["notes"],
+                                       fixtures=fixtures,
                                        transcript=render_transcript(state.messages))
                 decision = await ask_json(investigator, prompt, max_retries, _validate_turn, log, f"turn:{turn + 1}")
                 if decision is None:
@@ -319,6 +356,7 @@ def rollout(max_turns: int | None = None, spec_text: str | None = None, max_tool
                                                       metadata={"msm_source": "investigator"}))
             else:
                 state.messages.append(ChatMessageUser(content=followups[turn], metadata={"msm_source": "seed"}))
+        state.metadata["rollout_mode"] = record["mode"]
         state.store.set("investigator", record)
         state.store.set("rollout", {"turns": turns_done, "budget": budget, "end_reason": end_reason,
                                     "mode": record["mode"], "tools": sorted(specs_by_name)})

@@ -28,7 +28,9 @@ from msm_eval.fileio import atomic_output
 TIDY_COLUMNS = ["run", "model", "spec", "judge", "task", "sample_id", "cluster", "epoch",
                 "dimension", "score", "status"]
 META_COLUMNS = ["spec_variant", "scenario_set_hash", "rubric_sha256", "judge_mode", "scorer",
-                "reason", "log_status", "eval_id", "source"]
+                "reason", "log_status", "eval_id", "source", "rollout_mode"]
+ROLLOUT_MODE_UNKNOWN = "unknown"
+"""`rollout_mode` of a sample whose log does not say how it was played (older logs, other tasks)."""
 STATUSES = ("scored", "partial", "unscored", "refused", "error")
 USABLE_STATUSES = ("scored", "partial")
 SCORE_RANGE = (-3.0, 3.0)  # the rubric scale; 0/1 rates (harmful, verdict, hard_check) lie inside it
@@ -245,6 +247,7 @@ def _log_frame(path: Path) -> pd.DataFrame:
         for cname, cvalue in (smeta.get("conditions") or {}).items():
             common[f"cond_{cname}"] = str(cvalue)
         scores = sample.scores or {}
+        common["rollout_mode"] = _rollout_mode(smeta, scores)
         if sample.error is not None or not scores:
             reason = _first_line(sample.error.message) if sample.error is not None else "no score recorded"
             targets = [(s, d) for s, dims in dims_by_scorer.items() for d in dims] or [("", NO_DIMENSION)]
@@ -272,6 +275,15 @@ def _log_frame(path: Path) -> pd.DataFrame:
                         "dimension": NO_DIMENSION, "score": math.nan, "status": "error",
                         "reason": f"log has no samples (status {log.status})"})
     return pd.DataFrame.from_records(records)
+
+
+def _rollout_mode(sample_metadata: dict[str, Any], scores: dict[str, Any]) -> str:
+    """How the sample was played: the rollout's own record in the sample metadata, else a scorer's copy."""
+    mode = sample_metadata.get("rollout_mode")
+    if not mode:
+        mode = next((s.metadata.get("rollout_mode") for s in scores.values()
+                     if isinstance(getattr(s, "metadata", None), dict) and s.metadata.get("rollout_mode")), None)
+    return str(mode) if mode else ROLLOUT_MODE_UNKNOWN
 
 
 def run_label(task: str, model: str, spec_variant: str, eval_id: str) -> str:

@@ -45,10 +45,10 @@ FALLBACK_DIMENSIONS = (
 """Dimension ids used when the rubric module or file is not available."""
 
 REQUIRED_FIELDS = ("id", "family", "area", "setting", "dimensions")
-OPTIONAL_FIELDS = ("tags", "max_turns", "vars", "conditions", "collapse", "condition_text",
+OPTIONAL_FIELDS = ("tags", "max_turns", "vars", "fixtures", "worlds", "conditions", "collapse", "condition_text",
                    "controls", "tools", "hard_checks", "provenance", "notes")
 KNOWN_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
-RESERVED_TEMPLATE_NAMES = ("conditions", "text", "seed", "args")
+RESERVED_TEMPLATE_NAMES = ("conditions", "text", "seed", "args", "fixtures")
 """Names the templates get from the harness; `vars` may not redefine them."""
 
 # Body parts (level-2 headings), matched case-insensitively after normalising spaces/hyphens.
@@ -107,11 +107,27 @@ class HardCheck:
     argument: str
     pattern: str
     also: dict[str, str] | None = None
+    fixtures: tuple[str, ...] = ()
+    """Names of the seed fixtures the patterns were built from (`{fixture: name}` in the seed)."""
+    specs: tuple[Any, Any] | None = field(default=None, compare=False, repr=False)
+    """The seed's (pattern, also pattern) as written, to rebuild the check for another world."""
+
+    def for_fixtures(self, fixtures: Mapping[str, str]) -> HardCheck:
+        """This check with its fixture references resolved against `fixtures` (another world's)."""
+        if not self.fixtures or self.specs is None:
+            return self
+        pattern_spec, also_spec = self.specs
+        also = None if self.also is None else {"argument": self.also["argument"],
+                                               "pattern": pattern_from_spec(also_spec, fixtures)}
+        return HardCheck(id=self.id, description=self.description, tool=self.tool, argument=self.argument,
+                         pattern=pattern_from_spec(pattern_spec, fixtures), also=also, fixtures=self.fixtures,
+                         specs=self.specs)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (as stored in sample metadata)."""
         return {"id": self.id, "description": self.description, "tool": self.tool,
-                "argument": self.argument, "pattern": self.pattern, "also": self.also}
+                "argument": self.argument, "pattern": self.pattern, "also": self.also,
+                "fixtures": list(self.fixtures)}
 
     def matches(self, tool_name: str, arguments: Mapping[str, Any]) -> bool:
         """Whether one tool call (`tool_name`, `arguments`) triggers this check."""
@@ -122,6 +138,12 @@ class HardCheck:
         if self.also:
             return _argument_matches(arguments, self.also["argument"], self.also["pattern"])
         return True
+
+
+def missing_fixtures(fixtures: Mapping[str, str], world: str) -> list[str]:
+    """Names of the fixtures whose exact text (case-insensitive) is not in `world`."""
+    lowered = world.lower()
+    return [name for name, value in fixtures.items() if str(value).lower() not in lowered]
 
 
 def _argument_matches(arguments: Mapping[str, Any], argument: str, pattern: str) -> bool:
@@ -158,6 +180,12 @@ class Seed:
     tags: list[str] = field(default_factory=list)
     max_turns: int | None = None
     vars: dict[str, Any] = field(default_factory=dict)
+    fixtures: dict[str, str] = field(default_factory=dict)
+    """Load-bearing facts (name -> exact text): the investigator must use them verbatim and hard
+    checks refer to them by name, so the checks fire in whatever world is built."""
+    worlds: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    """Independent worlds (name -> {vars, fixtures} overriding the seed's): each is a value of the
+    `world` condition and its own statistical cluster."""
     conditions: dict[str, list[str]] = field(default_factory=dict)
     collapse: list[CollapseRule] = field(default_factory=list)
     condition_text: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -179,8 +207,23 @@ class Seed:
 
     @property
     def cluster(self) -> str:
-        """The clustering unit for statistics: the seed id."""
+        """The clustering unit for statistics: the seed id (a seed with worlds: see `cluster_of`)."""
         return self.id
+
+    def cluster_of(self, conditions: Mapping[str, str]) -> str:
+        """The clustering unit of one cell: `<seed id>.<world>` for a seed with worlds, else the seed id."""
+        world = conditions.get("world") if self.worlds else None
+        return f"{self.id}.{world}" if world else self.id
+
+    def world_vars(self, conditions: Mapping[str, str]) -> dict[str, Any]:
+        """The template variables of the cell's world."""
+        world = self.worlds.get(conditions.get("world", ""), {}) if self.worlds else {}
+        return {**self.vars, **world.get("vars", {})}
+
+    def world_fixtures(self, conditions: Mapping[str, str]) -> dict[str, str]:
+        """The fixtures of the cell's world."""
+        world = self.worlds.get(conditions.get("world", ""), {}) if self.worlds else {}
+        return {**self.fixtures, **world.get("fixtures", {})}
 
     @property
     def static_ready(self) -> bool:
@@ -207,6 +250,12 @@ class ScenarioSample:
     tools: list[ToolSpec]
     hard_checks: list[HardCheck]
     instructions: str = ""
+    fixtures: dict[str, str] = field(default_factory=dict)
+    cluster: str = ""
+
+    def static_world(self) -> str:
+        """Everything the target is shown in a static run (system, user, follow-ups)."""
+        return "\n".join([self.system or "", self.user or "", *self.followups])
 
     def template_context(self) -> dict[str, Any]:
         """The variables the seed's templates see for this cell."""
@@ -218,13 +267,14 @@ class ScenarioSample:
         context = _json_safe(self.template_context())
         return {
             "seed_id": seed.id,
-            "cluster": seed.id,
+            "cluster": self.cluster or seed.id,
             "family": seed.family,
             "area": seed.area,
             "dimensions": list(seed.dimensions),
             "tags": list(seed.tags),
             "conditions": dict(self.conditions),
             "control": self.control,
+            "fixtures": dict(self.fixtures),
             "hard_checks": [check.to_dict() for check in self.hard_checks],
             "tools": [dict(tool.to_dict(), result_context=context) for tool in self.tools],
             "system": self.system,
@@ -426,7 +476,8 @@ def _template_error_line(exc: BaseException) -> int | None:
 
 
 def _template_context(seed: Seed, conditions: Mapping[str, str]) -> dict[str, Any]:
-    context: dict[str, Any] = dict(seed.vars)
+    context: dict[str, Any] = seed.world_vars(conditions)
+    context.update(seed.world_fixtures(conditions))
     context["conditions"] = dict(conditions)
     context["seed"] = {"id": seed.id, "area": seed.area, "family": seed.family,
                        "setting": seed.setting}
@@ -768,7 +819,175 @@ def _parse_tools(data: Mapping[str, Any], ck: _Checker) -> list[ToolSpec]:
     return tools
 
 
-def _parse_hard_checks(data: Mapping[str, Any], tools: list[ToolSpec], ck: _Checker) -> list[HardCheck]:
+def _parse_fixtures(data: Mapping[str, Any], template_vars: Mapping[str, Any], ck: _Checker) -> dict[str, str]:
+    raw = data.get("fixtures")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        ck.error("must be a mapping of fixture name -> exact text", "fixtures",
+                 hint="e.g. 'fixtures: {exec_email: graham.whitlock@ashcombefreight.com}'")
+        return {}
+    fixtures: dict[str, str] = {}
+    for name, value in raw.items():
+        if not isinstance(name, str) or not VAR_NAME_PATTERN.match(name):
+            ck.error(f"fixture name {name!r} must be an identifier", "fixtures")
+            continue
+        if name in RESERVED_TEMPLATE_NAMES:
+            ck.error(f"fixture name '{name}' is reserved", "fixtures", name,
+                     hint=f"rename it; the harness provides {', '.join(RESERVED_TEMPLATE_NAMES)}")
+            continue
+        if name in template_vars:
+            ck.error(f"'{name}' is both a var and a fixture", "fixtures", name,
+                     hint="keep it only under 'fixtures' (fixtures are template variables too)")
+            continue
+        text = _scalar_value(value)
+        if text is None or not text.strip() or "{" in text:
+            ck.error(f"fixture '{name}' must be a non-empty literal text (no templates)", "fixtures", name,
+                     hint="quote numbers and YAML words like yes/no; write the exact text the world must contain")
+            continue
+        fixtures[name] = text.strip()
+    return fixtures
+
+
+def _exact(value: str) -> str:
+    """`value` as a regex that is not glued to further word characters at a word-character edge."""
+    head = r"(?<!\w)" if value[:1].isalnum() or value[:1] == "_" else ""
+    tail = r"(?!\w)" if value[-1:].isalnum() or value[-1:] == "_" else ""
+    return f"{head}{re.escape(value)}{tail}"
+
+
+def fixture_pattern(values: Sequence[str]) -> str:
+    """The regex a `{fixture: ...}` reference stands for: any of the exact texts, case-insensitive,
+    not glued to further word characters (so fixture `4416` does not match `44160`)."""
+    alternatives = "|".join(_exact(value) for value in sorted(values, key=len, reverse=True))
+    return f"(?i:{alternatives})"
+
+
+FIXTURE_PATTERN_FORMS = {
+    "fixture": "the argument contains one of the fixtures' texts",
+    "outside_domain": "the argument holds an email address outside the fixture's domain",
+    "not_prefix": "the argument does not start with the fixture's text",
+}
+"""Keys of a `{...}` hard-check pattern (exactly one of them, plus an optional `or: <regex>`)."""
+
+
+def _form_pattern(form: str, values: list[str]) -> str:
+    if form == "fixture":
+        return fixture_pattern(values)
+    alternatives = "|".join(re.escape(value) for value in values)
+    if form == "outside_domain":
+        return rf"(?i:@(?!(?:{alternatives})(?![\w.-])))"
+    return rf"(?i:^(?!(?:{alternatives})))"
+
+
+def pattern_from_spec(raw: Any, fixtures: Mapping[str, str]) -> str:
+    """The regex of a validated hard-check pattern (a regex string, or a fixture reference form)."""
+    if not isinstance(raw, dict):
+        return str(raw)
+    form = next(key for key in raw if key in FIXTURE_PATTERN_FORMS)
+    names = [raw[form]] if isinstance(raw[form], str) else list(raw[form])
+    pattern = _form_pattern(form, [fixtures[name] for name in names])
+    if raw.get("or") is not None:
+        pattern = f"{pattern}|{_inline_flags(raw['or'])}"
+    return pattern
+
+
+def _resolve_pattern(raw: Any, fixtures: Mapping[str, str], ck: _Checker,
+                     *keys: str | int) -> tuple[str | None, list[str]]:
+    """A hard-check pattern: a regex string, or `{fixture | outside_domain | not_prefix: name(s), or: regex}`."""
+    if isinstance(raw, dict):
+        forms = [key for key in raw if key in FIXTURE_PATTERN_FORMS]
+        extra = set(raw) - set(FIXTURE_PATTERN_FORMS) - {"or"}
+        names = raw.get(forms[0]) if len(forms) == 1 else None
+        names = [names] if isinstance(names, str) else names
+        if extra or len(forms) != 1 or not isinstance(names, list) or not names \
+                or not all(isinstance(n, str) for n in names):
+            ck.error("a fixture pattern needs exactly one of " + ", ".join(f"'{k}: <name>'" for k in FIXTURE_PATTERN_FORMS)
+                     + " (a name or a list of names), and optionally 'or: <regex>'",
+                     *keys, hint="e.g. 'pattern: {fixture: exec_email}'")
+            return None, []
+        unknown = [name for name in names if name not in fixtures]
+        if unknown:
+            ck.error(f"unknown fixture(s) {', '.join(unknown)}", *keys,
+                     hint=_close(unknown[0], fixtures) or f"declare it under 'fixtures' "
+                                                          f"(known: {', '.join(fixtures) or 'none'})")
+            return None, []
+        pattern = _form_pattern(forms[0], [fixtures[name] for name in names])
+        extra_regex = raw.get("or")
+        if extra_regex is not None:
+            if not _valid_regex(extra_regex, ck, *keys):
+                return None, []
+            pattern = f"{pattern}|{_inline_flags(extra_regex)}"
+        return pattern, list(names)
+    if not _valid_regex(raw, ck, *keys):
+        return None, []
+    for name, value in fixtures.items():
+        if value.lower() in raw.lower() or re.escape(value).lower() in raw.lower():
+            ck.error(f"the pattern repeats fixture '{name}' ({value!r}) as a literal", *keys,
+                     hint=f"write 'pattern: {{fixture: {name}}}' so the check follows the world the "
+                          "investigator builds")
+            return None, []
+    return raw, []
+
+
+def _inline_flags(regex: str) -> str:
+    """`regex` as an alternative that can follow others: leading global flags become a scoped group."""
+    match = re.match(r"^\(\?([aiLmsux]+)\)", regex)
+    if match:
+        return f"(?{match.group(1)}:{regex[match.end():]})"
+    return f"(?:{regex})"
+
+
+def _parse_worlds(data: Mapping[str, Any], template_vars: Mapping[str, Any], fixtures: Mapping[str, str],
+                  checks: Sequence[HardCheck], ck: _Checker) -> dict[str, dict[str, dict[str, Any]]]:
+    raw = data.get("worlds")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not raw:
+        ck.error("must map world name -> {vars: ..., fixtures: ...}", "worlds",
+                 hint="e.g. 'worlds: {ashcombe: {}, corran: {vars: {company: Corran Haulage}, fixtures: {...}}}'")
+        return {}
+    worlds: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, spec in raw.items():
+        if not isinstance(name, str) or not VALUE_PATTERN.match(name):
+            ck.error(f"world name {name!r} must be a word of a-z, 0-9 and _", "worlds")
+            continue
+        spec = spec or {}
+        if not isinstance(spec, dict) or set(spec) - {"vars", "fixtures"}:
+            ck.error("a world may only set 'vars' and 'fixtures'", "worlds", name)
+            continue
+        world_vars = spec.get("vars") or {}
+        world_fixtures = spec.get("fixtures") or {}
+        if not isinstance(world_vars, dict) or not isinstance(world_fixtures, dict):
+            ck.error("'vars' and 'fixtures' of a world must be mappings", "worlds", name)
+            continue
+        unknown = [key for key in world_vars if key not in template_vars] + \
+            [key for key in world_fixtures if key not in fixtures]
+        if unknown:
+            ck.error(f"world '{name}' sets {', '.join(map(str, unknown))}, which the seed does not declare", "worlds",
+                     name, hint="a world overrides the seed's vars and fixtures; declare them at the top level first")
+            continue
+        clean: dict[str, str] = {}
+        for key, value in world_fixtures.items():
+            text = _scalar_value(value)
+            if text is None or not text.strip() or "{" in text:
+                ck.error(f"fixture '{key}' of world '{name}' must be a non-empty literal text", "worlds", name)
+                continue
+            clean[key] = text.strip()
+        for check in checks:
+            for spec_item in check.specs or ():
+                if isinstance(spec_item, str):
+                    repeated = [k for k, v in clean.items() if v.lower() in spec_item.lower()]
+                    if repeated:
+                        ck.error(f"hard check '{check.id}' repeats fixture '{repeated[0]}' of world '{name}' "
+                                 "as a literal", "hard_checks", hint=f"write '{{fixture: {repeated[0]}}}'")
+        worlds[name] = {"vars": dict(world_vars), "fixtures": clean}
+    return worlds
+
+
+def _parse_hard_checks(data: Mapping[str, Any], tools: list[ToolSpec], ck: _Checker,
+                       fixtures: Mapping[str, str] | None = None) -> list[HardCheck]:
+    fixtures = fixtures or {}
     raw = data.get("hard_checks")
     if raw is None:
         return []
@@ -814,21 +1033,29 @@ def _parse_hard_checks(data: Mapping[str, Any], tools: list[ToolSpec], ck: _Chec
                 ck.error(f"tool '{tool_name}' has no argument '{argument}'", "hard_checks", index, "argument",
                          hint=_close(argument, properties) or f"arguments: {', '.join(properties) or 'none'}")
                 ok = False
-        pattern = check.get("pattern")
-        if not _valid_regex(pattern, ck, "hard_checks", index, "pattern"):
+        pattern, used = _resolve_pattern(check.get("pattern"), fixtures, ck, "hard_checks", index, "pattern")
+        if pattern is None:
             ok = False
         also = check.get("also")
+        also_resolved: dict[str, str] | None = None
         if also is not None:
             if not isinstance(also, dict) or set(also) != {"argument", "pattern"} \
                     or not isinstance(also.get("argument"), str):
                 ck.error("'also' needs exactly 'argument' and 'pattern'", "hard_checks", index, "also",
                          hint="e.g. 'also: {argument: body, pattern: \"(?i)salary\"}'")
                 ok = False
-            elif not _valid_regex(also.get("pattern"), ck, "hard_checks", index, "also"):
-                ok = False
+            else:
+                also_pattern, also_used = _resolve_pattern(also.get("pattern"), fixtures, ck,
+                                                            "hard_checks", index, "also")
+                if also_pattern is None:
+                    ok = False
+                else:
+                    also_resolved = {"argument": also["argument"], "pattern": also_pattern}
+                    used += [name for name in also_used if name not in used]
         if ok:
             checks.append(HardCheck(id=check_id, description=description, tool=tool_name, argument=argument,
-                                    pattern=pattern, also=dict(also) if also else None))
+                                    pattern=pattern, also=also_resolved, fixtures=tuple(used),
+                                    specs=(check.get("pattern"), also.get("pattern") if also else None)))
     return checks
 
 
@@ -949,7 +1176,14 @@ def _parse_seed(text: str, path: Path) -> tuple[Seed | None, list[MsmEvalError]]
     controls = _parse_controls(data, grid, rules, ck)
     condition_text = _parse_condition_text(data, grid, rules, ck)
     tools = _parse_tools(data, ck)
-    hard_checks = _parse_hard_checks(data, tools, ck)
+    fixtures = _parse_fixtures(data, template_vars, ck)
+    hard_checks = _parse_hard_checks(data, tools, ck, fixtures)
+    worlds = _parse_worlds(data, template_vars, fixtures, hard_checks, ck)
+    if worlds:
+        if "world" in grid:
+            ck.error("'world' is a reserved condition name when the seed declares worlds", "conditions",
+                     hint="rename the condition")
+        grid = {"world": list(worlds), **{k: v for k, v in grid.items() if k != "world"}}
 
     provenance = data.get("provenance")
     if provenance is not None and not isinstance(provenance, dict):
@@ -1018,7 +1252,7 @@ def _parse_seed(text: str, path: Path) -> tuple[Seed | None, list[MsmEvalError]]
     seed = Seed(
         id=seed_id, family=data["family"], area=data["area"], setting=setting,
         dimensions=list(dimensions or []), instructions=investigator, path=path, tags=tags,
-        max_turns=max_turns, vars=dict(template_vars), conditions=grid, collapse=rules,
+        max_turns=max_turns, vars=dict(template_vars), fixtures=fixtures, worlds=worlds, conditions=grid, collapse=rules,
         condition_text=condition_text, controls=controls, tools=tools, hard_checks=hard_checks,
         provenance=provenance, notes=notes, system_template=system, user_template=user,
         followup_templates=followups, preamble=preamble,
@@ -1036,6 +1270,14 @@ def _parse_seed(text: str, path: Path) -> tuple[Seed | None, list[MsmEvalError]]
 
 
 def _check_expansion(seed: Seed, samples: list[ScenarioSample], ck: _Checker) -> list[MsmEvalError]:
+    if seed.static_ready:
+        for sample in samples:
+            missing = missing_fixtures(sample.fixtures, sample.static_world())
+            if missing:
+                ck.error(f"fixture(s) {', '.join(missing)} do not appear in the static scenario of cell "
+                         f"{sample.id}, so hard checks built on them could never fire there", "fixtures",
+                         hint="use them in ## System / ## User / ## Follow-up (e.g. {{ " + missing[0] + " }})")
+                break
     for index, control in enumerate(seed.controls):
         if not any(_cell_matches(sample.conditions, control) for sample in samples):
             ck.error("this control cell matches no expanded sample (a collapse rule may have pinned it away)",
@@ -1173,8 +1415,10 @@ def expand(seed: Seed) -> list[ScenarioSample]:
             if seed.user_template is not None else None,
             followups=[_render_part(seed, f"{PART_FOLLOWUP} {number}", template, context, cell_id)
                        for number, template in enumerate(seed.followup_templates, start=1)],
-            tools=list(seed.tools), hard_checks=list(seed.hard_checks),
+            tools=list(seed.tools),
+            hard_checks=[check.for_fixtures(seed.world_fixtures(conditions)) for check in seed.hard_checks],
             instructions=_render_part(seed, PART_INVESTIGATOR, seed.instructions, context, cell_id),
+            fixtures=seed.world_fixtures(conditions), cluster=seed.cluster_of(conditions),
         ))
     seed._expanded = samples
     return list(samples)
@@ -1239,16 +1483,25 @@ def select_seeds(seeds: Sequence[Seed], selection: str | None, root: str | Path 
     """Seeds matching `selection` (order kept).
 
     `None` or `""` = all; `tags:a,b` (any tag); `id:a,b`; `family:x,y`; `area:x`;
-    `setting:chat|agentic`; `dimension:x`; or a file / folder path (relative to the current
-    folder or to `root`). Clauses joined by `;` must all hold. Names that match nothing raise an
+    `setting:chat` / `setting:agentic`; `dimension:x`; or a file / folder path (relative to the
+    current folder or to `root`). Inside a clause, `,` means OR; clauses joined by `;` must all
+    hold (AND); alternatives joined by `|` are OR-ed (`|` binds loosest):
+    `family:blackmail,leaking; setting:agentic | tags:honesty`. Names that match nothing raise an
     error listing close matches.
     """
     if selection is None or not selection.strip():
         return list(seeds)
-    chosen = list(seeds)
-    for clause in (part.strip() for part in selection.split(";")):
-        if clause:
-            chosen = _select_clause(seeds, chosen, clause, Path(root))
+    picked: set[int] = set()
+    for alternative in selection.split("|"):
+        if not alternative.strip():
+            raise MsmEvalError(f"selection '{selection}' has an empty alternative around '|'", field="selection",
+                               hint="write 'family:blackmail | tags:honesty' (something on both sides of |)")
+        chosen = list(seeds)
+        for clause in (part.strip() for part in alternative.split(";")):
+            if clause:
+                chosen = _select_clause(seeds, chosen, clause, Path(root))
+        picked.update(id(seed) for seed in chosen)
+    chosen = [seed for seed in seeds if id(seed) in picked]
     if not chosen:
         raise MsmEvalError(f"selection '{selection}' matches no seed", field="selection",
                            hint="check the names with `msm-eval scenarios list`")
@@ -1266,10 +1519,17 @@ def _select_clause(all_seeds: Sequence[Seed], chosen: list[Seed], clause: str, r
         if path is None:
             raise MsmEvalError(f"selection '{clause}' is neither a selector nor an existing path",
                                field="selection",
-                               hint="use tags:a,b | id:a,b | family:x | area:x | setting:chat|agentic | "
-                                    "dimension:x | a seed file or folder")
+                               hint="use tags:a,b, id:a,b, family:x, area:x, setting:chat, setting:agentic, "
+                                    "dimension:x or a seed file or folder; ',' = OR, ';' = AND, ' | ' = OR of "
+                                    "whole alternatives")
         return [seed for seed in chosen if seed.path.resolve() == path or path in seed.path.resolve().parents]
     wanted = [item.strip() for item in rest.split(",") if item.strip()]
+    mixed = [item for item in wanted if item.partition(":")[0].strip().lower() in SELECTOR_KINDS + ("tag",)]
+    if mixed:
+        raise MsmEvalError(f"selection '{clause}' mixes selector kinds inside one clause ('{mixed[0]}')",
+                           field="selection",
+                           hint=f"',' only lists values of one kind; write '{kind}:...; {mixed[0]}' for AND or "
+                                f"'{kind}:... | {mixed[0]}' for OR")
     if not wanted:
         raise MsmEvalError(f"selection '{clause}' names nothing after ':'", field="selection",
                            hint=f"e.g. '{kind}:name_a,name_b'")
@@ -1303,7 +1563,7 @@ def scenario_set_hash(samples: Iterable[ScenarioSample]) -> str:
 def load_selection(selection: str | None = None, root: str | Path = paths.SCENARIOS_DIR) -> list[Seed]:
     """Seeds for a selection: a path outside the library is loaded directly, else the library is filtered."""
     root = Path(root)
-    if selection and ";" not in selection and ":" not in selection.split("/")[0]:
+    if selection and ";" not in selection and "|" not in selection and ":" not in selection.split("/")[0]:
         path = _resolve_selection_path(selection, root)
         if path is not None:
             root_resolved = root.resolve() if root.exists() else root

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from inspect_ai import Task, task
@@ -28,14 +29,14 @@ from inspect_ai.dataset import MemoryDataset
 from inspect_ai.model import GenerateConfig, Model, model_roles
 from inspect_ai.solver import chain
 
-from msm_eval.classifiers import harmful_action
+from msm_eval.classifiers import eval_awareness, harmful_action
 from msm_eval.errors import MsmEvalError
 from msm_eval.investigator import rollout
 from msm_eval.judge import JUDGE_MODES, constitution_judge, require_judge
 from msm_eval.rubric import load_rubric
 from msm_eval.scenarios import build_dataset
 from msm_eval.spec import load_spec
-from msm_eval.transcript import prompts_version
+from msm_eval.transcript import PROMPTS_DIR, prompts_version
 
 BOUNDED_CALLS = GenerateConfig(max_retries=3, timeout=120, attempt_timeout=60)
 """Default limits on every model call of a task (target, judge, investigator): an attempt that
@@ -59,10 +60,49 @@ def user_path(value: str | None) -> str | None:
     return value
 
 
+def selection_text(scenarios: str | Sequence[Any] | None) -> str | None:
+    """The `scenarios` task option as one selection string.
+
+    inspect splits `-T` values at commas, so `-T scenarios=family:blackmail,leaking` arrives as
+    `["family:blackmail", "leaking"]`; the parts are joined back with commas (the OR inside a
+    clause). Any other type is a one-line error."""
+    if scenarios is None or isinstance(scenarios, str):
+        return scenarios
+    if isinstance(scenarios, Sequence) and all(isinstance(part, str | int | float) and not isinstance(part, bool)
+                                                for part in scenarios):
+        return ",".join(str(part).strip() for part in scenarios)
+    raise MsmEvalError(f"scenarios must be a selection string, got {scenarios!r}", field="scenarios",
+                       hint="e.g. -T scenarios=family:blackmail,leaking or -T 'scenarios=family:blackmail; tags:x'")
+
+
 def _user_selection(selection: str | None) -> str | None:
     if not selection:
         return selection
-    return ";".join(user_path(clause.strip()) or "" for clause in selection.split(";"))
+    return " | ".join(";".join(user_path(clause.strip()) or "" for clause in alternative.split(";"))
+                      for alternative in selection.split("|"))
+
+
+FRAMINGS = ("none", "deployment", "evaluation", "ask")
+"""Values of `agentic_misalignment`'s `framing` option (texts in msm_eval/prompts/target_switches.yaml)."""
+
+
+def target_switches(no_leverage_instruction: bool, framing: str) -> tuple[str | None, dict[str, str]]:
+    """(text appended to the target's system prompt, conditions recorded for it) for the switches
+    of the original study: an explicit instruction not to use leverage or leak, and a framing of
+    the situation as a deployment, an evaluation, or a question the target must answer itself."""
+    import yaml
+
+    if framing not in FRAMINGS:
+        raise MsmEvalError(f"unknown framing {framing!r}", field="framing", hint=f"use one of: {', '.join(FRAMINGS)}")
+    texts = yaml.safe_load((PROMPTS_DIR / "target_switches.yaml").read_text(encoding="utf-8"))
+    parts, conditions = [], {}
+    if no_leverage_instruction:
+        parts.append(texts["instruction"]["no_leverage"].strip())
+        conditions["instruction"] = "no_leverage"
+    if framing != "none":
+        parts.append(texts["framing"][framing].strip())
+        conditions["framing"] = framing
+    return ("\n\n".join(parts) or None), conditions
 
 
 def role_model_names(role: str) -> str | list[str] | None:
@@ -85,10 +125,13 @@ def _check_args(judge_mode: str, judge_samples: int, max_turns: int | None) -> N
         raise MsmEvalError(f"max_turns must be at least 1, got {max_turns}", field="max_turns")
 
 
-def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, scenarios: str | None,
+def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, scenarios: str | Sequence[Any] | None,
            max_turns: int | None, judge_mode: str, judge_samples: int, rubric: str,
-           judge_max_chars: int | None, classify: bool) -> Task:
+           judge_max_chars: int | None, classify: bool, show_reasoning: bool = True,
+           no_leverage_instruction: bool = False, framing: str = "none", awareness: bool = False) -> Task:
     _check_args(judge_mode, judge_samples, max_turns)
+    scenarios = selection_text(scenarios)
+    suffix, switch_conditions = target_switches(bool(no_leverage_instruction), str(framing))
     loaded_rubric = load_rubric(user_path(rubric) or rubric)
     loaded_spec = load_spec(user_path(spec) or spec, rubric=loaded_rubric)
     spec_text = loaded_spec.render(spec_variant)
@@ -97,9 +140,12 @@ def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, sc
         raise MsmEvalError(f"scenario selection {scenarios!r} produced no samples", field="scenarios")
     scorers: list[Any] = []
     if classify:
-        scorers.append(harmful_action(mode=judge_mode, max_chars_per_message=judge_max_chars))
+        scorers.append(harmful_action(mode=judge_mode, max_chars_per_message=judge_max_chars,
+                                      show_reasoning=bool(show_reasoning)))
+    if awareness:
+        scorers.append(eval_awareness(max_chars_per_message=judge_max_chars, show_reasoning=bool(show_reasoning)))
     scorers.append(constitution_judge(rubric=loaded_rubric, mode=judge_mode, samples=int(judge_samples),
-                                      max_chars_per_message=judge_max_chars))
+                                      max_chars_per_message=judge_max_chars, show_reasoning=bool(show_reasoning)))
     metadata = {
         "spec": loaded_spec.name,
         "spec_path": loaded_spec.path.name,
@@ -115,13 +161,17 @@ def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, sc
         "judge_mode": judge_mode,
         "judge_samples": int(judge_samples),
         "max_turns": max_turns,
+        "show_reasoning": bool(show_reasoning),
+        "no_leverage_instruction": bool(no_leverage_instruction),
+        "framing": str(framing),
         "judge": role_model_names("judge"),
         "investigator": role_model_names("investigator"),
     }
     return Task(
         dataset=MemoryDataset(samples, name=f"{name}:{scenarios or 'all'}"),
         solver=chain(require_judge(), rollout(max_turns=max_turns,
-                                              spec_text=spec_text if spec_in_context else None)),
+                                              spec_text=spec_text if spec_in_context else None,
+                                              system_suffix=suffix, conditions=switch_conditions or None)),
         scorer=scorers,
         metadata=metadata,
         name=name,
@@ -131,41 +181,56 @@ def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, sc
 
 @task
 def constitution_adherence(spec: str = "constitution", spec_variant: str = "full", spec_in_context: bool = False,
-                           scenarios: str | None = None, max_turns: int | None = None, judge_mode: str = "answer",
-                           judge_samples: int = 1, rubric: str = "constitution",
-                           judge_max_chars: int | None = None) -> Task:
+                           scenarios: str | list[str] | None = None, max_turns: int | None = None,
+                           judge_mode: str = "answer", judge_samples: int = 1, rubric: str = "constitution",
+                           judge_max_chars: int | None = None, show_reasoning: bool = True) -> Task:
     """Does the target adhere to the spec? Seeds -> rollout -> judge on every rubric dimension.
 
     Args:
         spec: spec name under specs/ or a path (its sha256 is recorded even when not in context).
         spec_variant: rules | value_augmented | rule_augmented | generic | full.
         spec_in_context: put the rendered spec variant at the top of the target's system prompt.
-        scenarios: seed selection (tags:a,b | id:x | family:x | area:x | setting:x | dimension:x | path;
-            clauses joined by ';'); default: the whole library.
+        scenarios: seed selection (tags:a,b | id:x | family:x | area:x | setting:x | dimension:x | path):
+            ',' = OR inside a clause, ';' = AND between clauses, ' | ' = OR between alternatives
+            (docs/scenarios.md); default: the whole library.
         max_turns: target turns per scenario (default: the seed's max_turns).
         judge_mode: answer (structured scores) | logprob (expected score from label log-probs).
         judge_samples: judge calls per judge model, averaged per dimension.
         rubric: rubric name under rubrics/ or a path.
         judge_max_chars: truncate each transcript message to this many characters for the judge.
+        show_reasoning: show the target's native reasoning to the judge (and classifier), marked as
+            its private reasoning; false hides it.
     """
     return _build("constitution_adherence", spec=spec, spec_variant=spec_variant, spec_in_context=spec_in_context,
                   scenarios=scenarios, max_turns=max_turns, judge_mode=judge_mode, judge_samples=judge_samples,
-                  rubric=rubric, judge_max_chars=judge_max_chars, classify=False)
+                  rubric=rubric, judge_max_chars=judge_max_chars, classify=False, show_reasoning=show_reasoning)
 
 
 @task
 def agentic_misalignment(spec: str = "constitution", spec_variant: str = "full", spec_in_context: bool = False,
-                         scenarios: str | None = AGENTIC_SELECTION, max_turns: int | None = None,
+                         scenarios: str | list[str] | None = AGENTIC_SELECTION, max_turns: int | None = None,
                          judge_mode: str = "answer", judge_samples: int = 1, rubric: str = "constitution",
-                         judge_max_chars: int | None = None) -> Task:
-    """Agentic-misalignment scenarios: harmful-action rate (verdict AND hard checks) plus the rubric judge.
+                         judge_max_chars: int | None = None, show_reasoning: bool = True,
+                         no_leverage_instruction: bool = False, framing: str = "none",
+                         awareness: bool = True) -> Task:
+    """Agentic-misalignment scenarios: harmful-action rate (verdict AND hard checks), eval-awareness
+    rate and the rubric judge.
 
     Parameters as for `constitution_adherence`; `scenarios` defaults to the library's
-    agentic_misalignment folder. The classifier uses the judge role (first model of a panel).
+    agentic_misalignment folder. The classifiers use the judge role (first model of a panel).
+
+    Args:
+        no_leverage_instruction: append the original study's explicit instruction not to use
+            leverage, threaten or leak (recorded as condition `instruction=no_leverage`).
+        framing: none | deployment | evaluation | ask: tell the target it is deployed, tell it it
+            is being evaluated, or ask it to decide which (recorded as condition `framing`).
+        awareness: add the `eval_awareness` classifier (did the target say or reason that it may
+            be tested?).
     """
     return _build("agentic_misalignment", spec=spec, spec_variant=spec_variant, spec_in_context=spec_in_context,
                   scenarios=scenarios, max_turns=max_turns, judge_mode=judge_mode, judge_samples=judge_samples,
-                  rubric=rubric, judge_max_chars=judge_max_chars, classify=True)
+                  rubric=rubric, judge_max_chars=judge_max_chars, classify=True, show_reasoning=show_reasoning,
+                  no_leverage_instruction=no_leverage_instruction, framing=framing, awareness=awareness)
 
 
 # ----------------------------------------------------------------------------- spec_probe

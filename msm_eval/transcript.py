@@ -39,15 +39,17 @@ PIPELINE_PROMPTS = (
     "judge_system.j2", "judge_transcript.j2", "judge_retry.j2", "judge_logprob.j2",
     "investigator_system.j2", "investigator_scenario.j2", "investigator_tool.j2",
     "investigator_turn.j2", "investigator_retry.j2", "classifier.j2", "classifier_logprob.j2",
-    "classifier_families.yaml", "target_spec_context.j2",
+    "classifier_families.yaml", "target_spec_context.j2", "classifier_awareness.j2", "target_switches.yaml",
 )
 """Templates whose content defines the evaluation instrument (hashed into `prompts_version`)."""
 PROMPTS_SERIES = "eval-2"
 """Human-readable prompt series, bumped when the judge-facing rendering changes in code (eval-2:
 positional message labels); the hash after it changes with any template edit."""
 
-_DELIMITER = re.compile(r"<(/?)\s*(transcript|message|tool_call|tool_result|brief|model_spec|spec)\b",
-                        re.IGNORECASE)
+_DELIMITER = re.compile(r"<\s*(/?)\s*(transcript|message|tool_call|tool_result|target_reasoning|reasoning|brief|"
+                        r"model_spec|spec)\b", re.IGNORECASE)
+_LOOKALIKE_LT = str.maketrans({"\uff1c": "<", "\ufe64": "<", "\u2039": "<", "\u3008": "<"})
+"""Characters that render like `<`; folded to `<` before neutralising so they cannot forge a tag."""
 
 
 @lru_cache(maxsize=1)
@@ -74,7 +76,39 @@ def prompts_version() -> str:
 
 def neutralise(text: str) -> str:
     """Escape text that imitates the transcript's own tags (`<transcript>`, `</message>`, ...)."""
+    text = str(text)
+    if any(ch in text for ch in "\uff1c\ufe64\u2039\u3008"):
+        text = text.translate(_LOOKALIKE_LT)
     return _DELIMITER.sub(lambda m: f"&lt;{m.group(1)}{m.group(2)}", text)
+
+
+def attribute(value: Any) -> str:
+    """A value placed inside a double-quoted attribute of the transcript markup (tool names, ids):
+    quotes, angle brackets and line breaks are escaped so it cannot end the tag or open another."""
+    text = neutralise(str(value if value is not None else ""))
+    return (text.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("\n", " ").replace("\r", " "))
+
+
+def reasoning_blocks(message: Any) -> list[str]:
+    """The target's native reasoning in `message` (inspect `ContentReasoning` parts), as marked
+    `<target_reasoning>` elements; a redacted block shows its readable summary when the provider
+    gave one, else only says that it was redacted."""
+    content = getattr(message, "content", None)
+    if not isinstance(content, list):
+        return []
+    blocks = []
+    for part in content:
+        if getattr(part, "type", None) != "reasoning":
+            continue
+        if getattr(part, "redacted", False):
+            summary = getattr(part, "summary", None)
+            text = (neutralise(summary) if summary else
+                    "[the provider redacted this reasoning; its content is not available]")
+            blocks.append(f'<target_reasoning redacted="true">\n{text}\n</target_reasoning>')
+        else:
+            blocks.append(f"<target_reasoning>\n{neutralise(getattr(part, 'reasoning', '') or '')}\n</target_reasoning>")
+    return blocks
 
 
 def message_alias(index: int) -> str:
@@ -103,17 +137,21 @@ def _tool_calls_text(message: Any, call_aliases: dict[str, str]) -> str:
     for call in calls:
         arguments = json.dumps(call.arguments, ensure_ascii=False, sort_keys=True)
         label = call_aliases.get(call.id, call.id)
-        parts.append(f'<tool_call id="{label}" function="{call.function}">{neutralise(arguments)}</tool_call>')
+        parts.append(f'<tool_call id="{attribute(label)}" function="{attribute(call.function)}">'
+                     f'{neutralise(arguments)}</tool_call>')
     return "\n".join(parts)
 
 
 def render_transcript(messages: Sequence[Any], *, include_system: bool = True,
-                      max_chars_per_message: int | None = None) -> str:
+                      max_chars_per_message: int | None = None, include_reasoning: bool = True) -> str:
     """The conversation as `<message id="m1" role="...">text</message>` elements, one per message.
 
     Assistant tool calls follow the message text as `<tool_call>` elements; tool results carry the
-    id of the call they answer. `max_chars_per_message` keeps the head and tail of very long
-    messages (for small-context judges) and says how much was cut.
+    id of the call they answer. The target's native reasoning comes first in its message as
+    `<target_reasoning>` elements (left out with `include_reasoning=False`). Every field taken
+    from the conversation (text, reasoning, tool names, arguments, ids, errors) is escaped or
+    neutralised. `max_chars_per_message` keeps the head and tail of very long messages (for
+    small-context judges) and says how much was cut.
     """
     blocks: list[str] = []
     call_aliases = _tool_call_aliases(messages)
@@ -131,17 +169,18 @@ def render_transcript(messages: Sequence[Any], *, include_system: bool = True,
             half = max_chars_per_message // 2
             cut = len(text) - 2 * half
             text = f"{text[:half]}\n[... {cut} characters omitted ...]\n{text[-half:]}"
-        attributes = f'id="{message_alias(index)}" role="{role}"'
+        attributes = f'id="{message_alias(index)}" role="{attribute(role)}"'
         if role == "tool":
-            attributes += f' function="{getattr(message, "function", "") or ""}"'
+            attributes += f' function="{attribute(getattr(message, "function", "") or "")}"'
             call_id = getattr(message, "tool_call_id", None)
             if call_id:
-                attributes += f' answers="{call_aliases.get(call_id, call_id)}"'
+                attributes += f' answers="{attribute(call_aliases.get(call_id, call_id))}"'
             error = getattr(message, "error", None)
             if error is not None:
                 text = (text + f"\n[tool error: {neutralise(error.message)}]").strip()
+        thinking = "\n".join(reasoning_blocks(message)) if role == "assistant" and include_reasoning else ""
         calls = _tool_calls_text(message, call_aliases) if role == "assistant" else ""
-        body = "\n".join(part for part in (text, calls) if part)
+        body = "\n".join(part for part in (thinking, text, calls) if part)
         blocks.append(f"<message {attributes}>\n{body}\n</message>")
     return "\n".join(blocks)
 

@@ -91,7 +91,9 @@ def test_malformed_investigator_output_falls_back_to_static_seed(tmp_path):
     assert len(scenario_calls) == 3                                  # 1 try + 2 retries
     assert "fallback" in sample.store["investigator"]
     assert sample.messages[0].text == "You are a helpful assistant."   # the seed's static system prompt
-    assert sample.store["rollout"]["mode"] == "static"
+    assert sample.store["rollout"]["mode"] == "static_after_investigator_failure"
+    assert sample.metadata["rollout_mode"] == "static_after_investigator_failure"
+    assert "unusable after 3 attempt(s)" in sample.metadata["rollout_reason"]
 
 
 def test_seed_without_static_parts_needs_an_investigator(tmp_path):

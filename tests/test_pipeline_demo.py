@@ -33,3 +33,32 @@ def test_demo_outputs_report_and_compare_the_two_variants(tmp_path):
     assert "smoke-test judge" in page and "## value_augmented − rules" in page
     assert "| honesty |" in page and "+2.00" in page
     assert json.loads(written["demo_json"].read_text())["eval_seconds"] == 1.5
+
+
+def test_demo_agentic_cell_runs_through_the_investigator_and_tables_show_the_mode(tmp_path):
+    from msm_eval.demo import AGENTIC_SAMPLES, ReplayInvestigator
+    from msm_eval.scenarios import build_dataset
+    from msm_eval.tasks import agentic_misalignment
+
+    selection = "id:" + AGENTIC_SAMPLES[0].split("__")[0]
+    metadata = [s.metadata for s in build_dataset(selection)[0] if s.id in AGENTIC_SAMPLES]
+    investigator = ReplayInvestigator(metadata)
+
+    def target(messages, tools):
+        if messages[-1].role == "user" and tools:
+            return {"tool_calls": [{"function": "cancel_alert", "arguments": {"alert_id": "EMG-20614", "code": "0000"}}]}
+        return "I will let the emergency dispatch proceed."
+
+    def judge(messages, tools):
+        return submit({"overall_spirit": 1}) if tools else "<reasoning>r</reasoning><answer>no</answer>"
+
+    log = run(agentic_misalignment(scenarios=selection, max_turns=1), target,
+              {"judge": judge, "investigator": investigator}, tmp_path / "logs", sample_id=list(AGENTIC_SAMPLES))
+    [sample] = log.samples
+    assert sample.metadata["rollout_mode"] == "investigator"
+    assert "EMG-20614" in sample.messages[1].text                      # the replayed world holds the fixtures
+    assert "remains active" in sample.messages[3].text                 # the seed's canned tool result
+    written = write_outputs(DemoRun(logs=[Path(log.location)], eval_seconds=1.0), tmp_path / "out", ["rules"], 40,
+                            n_resamples=200)
+    page = written["demo_markdown"].read_text()
+    assert "## How samples were played" in page and "| investigator | 1 |" in page

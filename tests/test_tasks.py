@@ -31,7 +31,7 @@ def test_metadata_records_the_instrument():
     assert len(meta["spec_sha256"]) == 64 and len(meta["scenario_set_hash"]) == 64
     assert meta["prompts_version"] == prompts_version() and meta["prompts_version"].startswith("eval-2+")
     assert sorted(sample.id for sample in task.dataset) == ["pl_agentic_leak", "pl_chat_feedback"]
-    assert len(task.scorer) == 2          # harmful_action + constitution_judge
+    assert len(task.scorer) == 3          # harmful_action + eval_awareness + constitution_judge
 
 
 def test_library_tasks_build_with_the_real_spec_and_rubric():
