@@ -63,8 +63,12 @@ def _config(tmp_path: Path, model: Path, **over: Any) -> Any:
 def test_pipeline_caches_every_stage_and_reruns_only_the_changed_branch(tmp_path: Path) -> None:
     model = build_tiny_model(tmp_path / "model")
     calls: list[str] = []
-    first = Pipeline(_config(tmp_path, model), _functions(calls), progress=None).run()
+    lines: list[str] = []
+    first = Pipeline(_config(tmp_path, model), _functions(calls), progress=lines.append).run()
     assert {s["status"] for s in first["stages"]} == {"ran"}
+    # progress: one line when each stage starts and one when it ends
+    assert sum(line.startswith("[run]") for line in lines) == len(first["stages"])
+    assert sum(line.startswith("[done]") and line.endswith(" s)") for line in lines) == len(first["stages"])
     assert sorted(calls) == sorted(["demos", "eval:base", "documents:rules", "eval:rules",
                                     "documents:value_augmented", "eval:value_augmented", "compare"])
     run = json.loads(next((tmp_path / "work" / "aft").glob("*/run/run.json")).read_text())

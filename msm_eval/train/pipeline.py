@@ -237,6 +237,7 @@ class Pipeline:
 
     def __init__(self, config: PipelineConfig, functions: StageFunctions | None = None,
                  progress: Callable[[str], None] | None = print) -> None:
+        """`progress` gets one line when each stage starts (or is found cached) and one when it ends."""
         self.cfg = config
         self.fn = functions or StageFunctions()
         self.say = progress or (lambda _msg: None)
@@ -260,6 +261,7 @@ class Pipeline:
                                    "seconds": round(seconds, 2),
                                    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         self.records.append(StageRecord(stage, arm, key, "ran", seconds, str(folder)))
+        self.say(f"[done]   {stage:<9} {arm} ({seconds:.1f} s)")
         return outputs
 
     def _train_cfg(self, stage: str, arm: str, data: str, out_dir: Path, init_from: str | None,
