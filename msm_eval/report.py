@@ -312,6 +312,38 @@ def _html_rows(frame: pd.DataFrame, columns: Sequence[str]) -> list[list[str]]:
 
 # --------------------------------------------------------------------------- reports
 
+def _human_run_label(frame: pd.DataFrame) -> dict[str, str]:
+    """Run id -> a name a reader understands: `spec (variant), model, task`. Two runs of the same
+    configuration keep their short unique id as a suffix so they stay apart."""
+    names: dict[str, str] = {}
+    columns = [c for c in ("run", "spec", "spec_variant", "model", "task") if c in frame.columns]
+    for row in frame[columns].drop_duplicates("run").itertuples(index=False):
+        values = row._asdict()
+        spec = str(values.get("spec") or "")
+        variant = str(values.get("spec_variant") or "")
+        parts = [f"{spec} ({variant})" if spec and variant else spec or variant,
+                 str(values.get("model") or ""), str(values.get("task") or "")]
+        names[str(values["run"])] = ", ".join(p for p in parts if p) or str(values["run"])
+    taken: dict[str, int] = {}
+    for label in names.values():
+        taken[label] = taken.get(label, 0) + 1
+    return {run: (label if taken[label] == 1 else f"{label} #{run.rsplit('#', 1)[-1]}") for run, label in names.items()}
+
+
+def _generated(stamp: bool) -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if stamp else ""
+
+
+def _runs_table(frame: pd.DataFrame, stamp: bool) -> dict[str, Any]:
+    """The Runs section: one row per run with its human name; the unique run / eval id and the
+    log file only when `stamp` (they differ between two otherwise identical runs)."""
+    meta = run_metadata(frame)
+    labels = _human_run_label(frame)
+    meta.insert(0, "name", [labels.get(str(r), str(r)) for r in meta["run"]])
+    if not stamp:
+        meta = meta.drop(columns=[c for c in ("run", "eval_id", "source") if c in meta.columns])
+    return {"columns": list(meta.columns), "rows": _html_rows(meta, list(meta.columns))}
+
 def _frame(source: Source) -> pd.DataFrame:
     return source.copy() if isinstance(source, pd.DataFrame) else load(source)
 
@@ -338,10 +370,14 @@ def report_keys(frame: pd.DataFrame, by: str | Sequence[str]) -> list[str]:
 
 def build_report(paths: Source, by: str | Sequence[str] = "run", out_dir: str | Path = "results/report", *,
                  level: float = 0.95, n_resamples: int = 10_000, seed: int = 0,
-                 title: str = "msm-eval report") -> dict[str, Path]:
+                 title: str = "msm-eval report", stamp: bool = True) -> dict[str, Path]:
     """Summarise runs per `by` group (see `report_keys`) and write summary.{md,tex,csv},
     counts.csv, forest.png, rates.{md,csv} (when harmful-action scores exist), agreement.csv (when
-    the logs carry several judges / judge samples) and report.html into `out_dir`."""
+    the logs carry several judges / judge samples) and report.html into `out_dir`.
+
+    `stamp=False` leaves out what differs between two runs giving the same scores (the generation
+    time, run and eval ids, log file names): with a `by` other than `run` the files are then the
+    same bytes for the same results (committed results use it)."""
     from msm_eval.stats import rates, summarize
 
     frame = _frame(paths)
@@ -370,12 +406,11 @@ def build_report(paths: Source, by: str | Sequence[str] = "run", out_dir: str | 
         labelled = summary.assign(group=[_group_label(keys, tuple(row)) for row in summary[keys].itertuples(index=False)])
         written["forest"] = forest_plot(labelled, "group", out / "forest.png",
                                         f"{title}: mean per dimension ({level:.0%} CI)")
-    meta = run_metadata(frame)
     summary_cols = keys + ["dimension", "n", "clusters", "mean", "ci_low", "ci_high", "se", "method",
                     "missing", "unscored", "refused", "error"]
     summary_cols = [c for c in summary_cols if c in summary.columns]
     context = {
-        "title": title, "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "title": title, "generated": _generated(stamp),
         "level": f"{level:.0%}", "by": ", ".join(keys),
         "sections": [
             {"heading": "Mean score per dimension", "columns": summary_cols,
@@ -385,7 +420,7 @@ def build_report(paths: Source, by: str | Sequence[str] = "run", out_dir: str | 
                      "error = no usable judge score (never counted as 0)."},
         ],
         "image": _png_data_uri(written["forest"]) if "forest" in written else None,
-        "runs": {"columns": list(meta.columns), "rows": _html_rows(meta, list(meta.columns))},
+        "runs": _runs_table(frame, stamp),
     }
     if not rate_table.empty:
         rate_cols = [c for c in rate_table.columns if c not in ("successes", "total")]
@@ -485,16 +520,21 @@ def comparison_frame(baseline: Source, candidate: Source | None = None, *, basel
 def build_comparison(baseline: Source, candidate: Source | None = None, out_dir: str | Path = "results/compare", *,
                      baseline_run: str | None = None, candidate_run: str | None = None, by: str = "run",
                      level: float = 0.95, n_resamples: int = 10_000, seed: int = 0, correction: str | None = "holm",
-                     title: str = "msm-eval comparison") -> dict[str, Path]:
-    """Paired comparison written as comparison.{md,tex,csv,json,html} and forest_delta.png."""
+                     title: str = "msm-eval comparison", stamp: bool = True) -> dict[str, Path]:
+    """Paired comparison written as comparison.{md,tex,csv,json,html} and forest_delta.png.
+    Runs are named in words (`_human_run_label`); `stamp=False` leaves out the generation time and
+    the unique run ids, as in `build_report`."""
     from msm_eval.stats import compare
 
     frame, base_label, cand_label, column = comparison_frame(baseline, candidate, baseline_run=baseline_run,
                                                              candidate_run=candidate_run, by=by)
     table = compare(frame, base_label, cand_label, by=column, level=level, n_resamples=n_resamples, seed=seed,
                     correction=correction)
+    labels = _human_run_label(frame)
     runs = {"baseline": sorted(frame.loc[frame[column] == base_label, "run"].unique().tolist()),
             "candidate": sorted(frame.loc[frame[column] == cand_label, "run"].unique().tolist())}
+    if not stamp:
+        runs = {side: sorted(labels.get(r, r) for r in ids) for side, ids in runs.items()}
     base_name = ", ".join(runs["baseline"]) if column == "side" else base_label
     cand_name = ", ".join(runs["candidate"]) if column == "side" else cand_label
     out = Path(out_dir)
@@ -511,7 +551,7 @@ def build_comparison(baseline: Source, candidate: Source | None = None, out_dir:
     columns = ["dimension", "baseline_mean", "candidate_mean", "delta", "ci_low", "ci_high", "p_value", "p_adj",
                "n_pairs", "clusters", "corr", "mde"] + [f"{side}_{c}" for side in ("baseline", "candidate")
                                                         for c in COUNT_COLUMNS if f"{side}_{c}" in table.columns]
-    context = {"title": title, "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    context = {"title": title, "generated": _generated(stamp),
                "level": f"{level:.0%}", "by": column,
                "sections": [{"heading": f"{cand_name} − {base_name}", "columns": columns,
                              "rows": _html_rows(table, columns),
@@ -521,7 +561,9 @@ def build_comparison(baseline: Source, candidate: Source | None = None, out_dir:
                                      "count sample-epochs per status (missing = not exercised; unscored, refused "
                                      "and error are left out, never counted as 0)."}],
                "image": _png_data_uri(written["forest"]),
-               "runs": {"columns": ["side", "runs"], "rows": [[k, ", ".join(v)] for k, v in runs.items()]}}
+               "runs": {"columns": ["side", "runs"],
+                        "rows": [[k, "; ".join(labels.get(r, r) + ("" if not stamp else f" [{r}]") for r in v)]
+                                 for k, v in runs.items()]}}
     written["html"] = atomic_write_text(out / "comparison.html", _render_html(context))
     return written
 
