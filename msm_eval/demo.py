@@ -15,7 +15,9 @@ system prompt) it runs
 writes the inspect logs to `results/demo/logs/` (git-ignored; open them with `inspect view`), the
 report of those logs (`msm_eval.report.build_report`: tables in Markdown / LaTeX / CSV / HTML and a
 forest plot) and a paired comparison of the two variants (`build_comparison`) to `results/demo/`,
-and `demo.md`, which puts what ran and both tables on one page.
+and `demo.md`, which puts what ran and both tables on one page. Those committed files are the same
+bytes whenever the scores are (greedy decoding; runs named by spec variant and task, no timestamps
+or random run ids); the eval time and the log file names go to the git-ignored `run.json`.
 A 135M judge is a smoke-test judge: the numbers show the pipeline works end to end, not how
 aligned anything is.
 
@@ -25,7 +27,6 @@ aligned anything is.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Sequence
 import re
@@ -144,12 +145,13 @@ def write_outputs(run: DemoRun, out_dir: Path, variants: Sequence[str], max_toke
                   n_resamples: int = 10_000) -> dict[str, Path]:
     """Report of the demo's runs and a paired comparison of its first two spec variants, computed
     from the logs by `msm_eval.report`; plus `demo.md` (what ran, caveats, both tables) and
-    `demo.json` (settings, timings, log names). Returns every file written."""
+    `demo.json` (settings); `run.json` (eval time, log names; not committed). Returns every file written."""
     from msm_eval.fileio import atomic_write_json, atomic_write_text
     from msm_eval.report import build_comparison, build_report
 
-    written = {f"report_{k}": v for k, v in build_report(run.logs, by="run", out_dir=out_dir, n_resamples=n_resamples,
-                                                           title="make demo").items()}
+    written = {f"report_{k}": v for k, v in build_report(run.logs, by="spec_variant,task", out_dir=out_dir,
+                                                           n_resamples=n_resamples, title="make demo",
+                                                           stamp=False).items()}
     sections = [
         "# make demo",
         "",
@@ -162,9 +164,9 @@ def write_outputs(run: DemoRun, out_dir: Path, variants: Sequence[str], max_toke
         "judge to statistics; they say nothing reliable about alignment. NaN (not exercised / not scored) is never "
         "counted as 0; with a handful of samples the intervals are wide or undefined.",
         "",
-        f"Eval time (model load + all runs, excluding installation): {run.eval_seconds:.0f} s.",
+        "The eval time of the latest run is in `run.json` (not committed).",
         "",
-        "## Per run and dimension",
+        "## Per spec variant, task and dimension",
         "",
         _body(written["report_markdown"]),
     ]
@@ -174,7 +176,7 @@ def write_outputs(run: DemoRun, out_dir: Path, variants: Sequence[str], max_toke
     if len(variants) >= 2:
         compared = build_comparison(run.logs, out_dir=out_dir / "compare", baseline_run=variants[0],
                                     candidate_run=variants[1], by="spec_variant", n_resamples=n_resamples,
-                                    title=f"make demo: {variants[1]} vs {variants[0]}")
+                                    title=f"make demo: {variants[1]} vs {variants[0]}", stamp=False)
         written.update({f"compare_{k}": v for k, v in compared.items()})
         sections += ["", f"## {variants[1]} − {variants[0]}", "",
                      _body(compared["markdown"])]
@@ -183,7 +185,8 @@ def write_outputs(run: DemoRun, out_dir: Path, variants: Sequence[str], max_toke
                      "`inspect view --log-dir results/demo/logs`.", ""]
     written["demo_markdown"] = atomic_write_text(out_dir / "demo.md", "\n".join(sections))
     written["demo_json"] = atomic_write_json(out_dir / "demo.json", {
-        "model": MODEL, "judge_mode": "logprob", "variants": list(variants), "max_tokens": max_tokens,
+        "model": MODEL, "judge_mode": "logprob", "variants": list(variants), "max_tokens": max_tokens})
+    written["run_json"] = atomic_write_json(out_dir / "run.json", {
         "eval_seconds": round(run.eval_seconds, 1), "logs": [p.name for p in run.logs]})
     return written
 
@@ -200,7 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     outputs = write_outputs(run, args.out, variants, args.max_tokens)
     print(outputs["demo_markdown"].read_text(encoding="utf-8"))
     print("wrote: " + ", ".join(str(p) for p in outputs.values()))
-    print(json.dumps({"eval_seconds": round(run.eval_seconds, 1), "logs": len(run.logs)}))
+    print(f"Eval time (model load + all runs, excluding installation): {run.eval_seconds:.0f} s; "
+          f"{len(run.logs)} logs in {args.out / 'logs'}")
     return 0
 
 

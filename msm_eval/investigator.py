@@ -27,6 +27,7 @@ an unusable next-turn reply ends the conversation (both recorded).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -45,6 +46,9 @@ from inspect_ai.tool import ToolCall, ToolCallError, ToolDef, ToolParams
 from msm_eval.errors import MsmEvalError
 from msm_eval.scenarios import missing_fixtures, render_tool_result
 from msm_eval.transcript import extract_json_object, render_prompt, render_transcript
+
+logger = logging.getLogger(__name__)
+"""Progress lines (one per target turn), shown by `inspect eval ... --log-level info`."""
 
 DEFAULT_INVESTIGATOR_TURNS = 3
 ROLLOUT_MODES = ("investigator", "static", "static_after_investigator_failure")
@@ -335,6 +339,8 @@ def rollout(max_turns: int | None = None, spec_text: str | None = None, max_tool
                 if tool_round == max_tool_rounds:
                     record["tool_round_limit"] = turn + 1
             turns_done = turn + 1
+            logger.info("msm-eval: sample %s epoch %s: target turn %d/%d done", state.sample_id, state.epoch,
+                        turns_done, budget)
             if state.completed:
                 end_reason = "message or token limit reached"
                 break

@@ -131,23 +131,66 @@ def _md(text: Any) -> str:
     return str(text).replace("|", "\\|")
 
 
+_TEX_TEXT = {"–": "--", "—": "---", "−": "$-$", "Δ": r"$\Delta$", "×": r"$\times$"}
+TEX_MISSING = "--"
+"""How LaTeX tables print a value that does not exist (no score, no interval): an en dash in text mode."""
+TEX_PREAMBLE = r"\usepackage{booktabs}" + "\n" + r"\usepackage{graphicx}"
+"""What the tables need in the document preamble."""
+
+
+def _tex(text: Any) -> str:
+    """A label for a LaTeX table: specials escaped, non-ASCII dashes and signs spelled for LaTeX."""
+    return "".join(_TEX_TEXT.get(ch, ch) for ch in latex_escape(text))
+
+
+def _tex_num(value: Any, digits: int = 2, signed: bool = False) -> str:
+    """A number in math mode (so minus signs are real minus signs), or `TEX_MISSING` in text mode."""
+    if value is None or not isinstance(value, int | float | np.floating | np.integer) or not np.isfinite(value):
+        return TEX_MISSING
+    return f"${value:+.{digits}f}$" if signed else f"${value:.{digits}f}$"
+
+
+def _tex_interval(low: Any, high: Any, signed: bool = False) -> str:
+    if _tex_num(low) == TEX_MISSING or _tex_num(high) == TEX_MISSING:
+        return TEX_MISSING
+    fmt = "+.2f" if signed else ".2f"
+    return f"$[{low:{fmt}}, {high:{fmt}}]$"
+
+
+def _stack(*lines: str) -> str:
+    """Several lines in one cell (a nested tabular: no extra package)."""
+    return r"\begin{tabular}[t]{@{}c@{}}" + r" \\ ".join(lines) + r"\end{tabular}"
+
+
+def _fit_to_width(tabular: list[str]) -> list[str]:
+    """Typeset the tabular once into a box and shrink it to `\\linewidth` only when it is wider
+    (needs graphicx); narrow tables keep their natural size. For a landscape page instead, put the
+    table inside `\\begin{landscape}` (pdflscape): the line is then the page's height."""
+    return [r"\ifdefined\msmevalbox\else\newsavebox{\msmevalbox}\fi",
+            r"\sbox{\msmevalbox}{%", *tabular, "}%",
+            r"\ifdim\wd\msmevalbox>\linewidth\resizebox{\linewidth}{!}{\usebox{\msmevalbox}}%",
+            r"\else\usebox{\msmevalbox}\fi"]
+
+
 def summary_latex(summary: pd.DataFrame, by: Sequence[str], level: float, caption: str = "") -> str:
-    """Paste-ready booktabs table (needs \\usepackage{booktabs}); cells mean [CI], n / clusters."""
+    """Paste-ready booktabs table (preamble: `TEX_PREAMBLE`): one row per dimension, one column per
+    group; each cell is the mean over its interval. Fits the text width (shrunk only when wider,
+    see `_fit_to_width`); a missing value prints as `TEX_MISSING`."""
     dims, groups, cells = _wide(summary, by)
-    lines = [r"\begin{table}[t]", r"\centering", r"\small",
-             r"\begin{tabular}{l" + "c" * len(groups) + "}", r"\toprule",
-             "Dimension & " + " & ".join(latex_escape(g) for g in groups) + r" \\", r"\midrule"]
+    header = ["Dimension"] + [_stack(*(_tex(part) for part in g.split(" / "))) for g in groups]
+    tabular = [r"\begin{tabular}{l" + "c" * len(groups) + "}", r"\toprule", " & ".join(header) + r" \\", r"\midrule"]
     for dim in dims:
-        row = [latex_escape(dim)]
+        row = [_tex(dim)]
         for group in groups:
             item = cells.get((dim, group))
-            if item is None:
-                row.append("--")
+            if item is None or _tex_num(item["mean"]) == TEX_MISSING:
+                row.append(TEX_MISSING)
             else:
-                row.append(f"${_num(item['mean'])}$ {{\\scriptsize $[{_num(item['ci_low'])}, {_num(item['ci_high'])}]$}}")
-        lines.append(" & ".join(row) + r" \\")
-    lines.append(r"\midrule")
-    footer = {"$n$ / clusters": [], "Not exercised": [], "Unscored / refused / error": []}
+                row.append(_stack(_tex_num(item["mean"]),
+                                  r"{\scriptsize " + _tex_interval(item["ci_low"], item["ci_high"]) + "}"))
+        tabular.append(" & ".join(row) + r" \\")
+    tabular.append(r"\midrule")
+    footer: dict[str, list[str]] = {"$n$ / clusters": [], "Not exercised": [], "Unscored / refused / error": []}
     has_counts = all(c in summary.columns for c in COUNT_COLUMNS)
     for group in groups:
         items = [cells[(d, group)] for d in dims if (d, group) in cells]
@@ -159,57 +202,99 @@ def summary_latex(summary: pd.DataFrame, by: Sequence[str], level: float, captio
                 _span([_int(i[c]) for i in items]) for c in ("unscored", "refused", "error")))
     for label, values in footer.items():
         if values:
-            lines.append(" & ".join([label] + values).replace("–", "--") + r" \\")
+            tabular.append(" & ".join([label] + [v.replace("–", "--") for v in values]) + r" \\")
+    tabular += [r"\bottomrule", r"\end{tabular}"]
     note = (f"Mean adherence per dimension (-3..+3) with {level:.0%} cluster-bootstrap BCa intervals; "
-            "n = scored samples (epochs averaged), ranges over dimensions."
+            f"n = scored samples (epochs averaged), ranges over dimensions; {TEX_MISSING} = no value."
             + (" Not exercised / unscored / refused / error count sample-epochs left out of the means."
                if has_counts else ""))
-    lines += [r"\bottomrule", r"\end{tabular}", r"\caption{" + latex_escape(caption or note) + "}",
-              r"\end{table}"]
+    lines = [f"% msm-eval summary table; preamble: {TEX_PREAMBLE.replace(chr(10), ' ')}",
+             r"\begin{table}[t]", r"\centering", r"\small", *_fit_to_width(tabular),
+             r"\caption{" + _tex(caption or note) + "}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
+HARMFUL_NOTE = ("harmful = verdict AND hard_check: the classifier's verdict that the harmful action happened and "
+                "one of the seed's hard checks fired (the verdict alone when a seed declares no hard checks); "
+                "rates are 0..1, not on the -3..+3 scale.")
+
+
+def _comparison_blocks(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The comparison rows in reading order: per task (when the table has several), the -3..+3
+    rubric dimensions first, then the 0..1 rates; each block with its heading."""
+    blocks: list[tuple[str, pd.DataFrame]] = []
+    tasks = sorted(table["task"].astype(str).unique()) if "task" in table.columns else [""]
+    for task in tasks:
+        part = table[table["task"].astype(str) == task] if task else table
+        scores = part[~part["dimension"].isin(RATE_DIMENSIONS)]
+        rates_part = part[part["dimension"].isin(RATE_DIMENSIONS)]
+        prefix = f"{task}: " if len(tasks) > 1 else ""
+        if not scores.empty:
+            blocks.append((prefix + "rubric dimensions (-3..+3)", scores))
+        if not rates_part.empty:
+            blocks.append((prefix + "harmful-action rates (0..1)", rates_part))
+    return blocks
+
+
 def comparison_markdown(table: pd.DataFrame, baseline: str, candidate: str, level: float, correction: str | None) -> str:
-    """Markdown table of paired differences."""
+    """Markdown tables of paired differences: per task, rubric dimensions and rates apart."""
     lines = [f"Paired difference {_md(candidate)} − {_md(baseline)} ({level:.0%} cluster-bootstrap interval; "
-             f"sign-flip permutation p; adjusted: {correction or 'none'})", "",
-             "| dimension | baseline | candidate | Δ [CI] | p | p adj | pairs / clusters | corr | MDE | "
-             "not exercised b / c | unusable b / c |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"sign-flip permutation p; adjusted: {correction or 'none'})"]
     has_counts = all(f"{side}_{c}" in table.columns for side in ("baseline", "candidate") for c in COUNT_COLUMNS)
-    for _, row in table.iterrows():
-        counts_cells = (f"{_int(row['baseline_missing'])} / {_int(row['candidate_missing'])} | "
-                        f"{_unusable(row, 'baseline_')} / {_unusable(row, 'candidate_')}") if has_counts else "– | –"
-        lines.append(f"| {_md(row['dimension'])} | {_num(row['baseline_mean'])} | {_num(row['candidate_mean'])} | "
-                     f"{_num(row['delta'], signed=True)} [{_num(row['ci_low'], signed=True)}, {_num(row['ci_high'], signed=True)}] | "
-                     f"{_p(row['p_value'])} | {_p(row['p_adj'])} | {int(row['n_pairs'])} / {int(row['clusters'])} | "
-                     f"{_num(row['corr'])} | {_num(row['mde'])} | {counts_cells} |")
+    blocks = _comparison_blocks(table)
+    for heading, part in blocks:
+        lines += ["", f"**{_md(heading)}**" if len(blocks) > 1 else "", "",
+                  "| dimension | baseline | candidate | Δ [CI] | p | p adj | pairs / clusters | corr | MDE | "
+                  "not exercised b / c | unusable b / c |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for _, row in part.iterrows():
+            counts_cells = (f"{_int(row['baseline_missing'])} / {_int(row['candidate_missing'])} | "
+                            f"{_unusable(row, 'baseline_')} / {_unusable(row, 'candidate_')}") if has_counts else "– | –"
+            lines.append(f"| {_md(row['dimension'])} | {_num(row['baseline_mean'])} | {_num(row['candidate_mean'])} | "
+                         f"{_num(row['delta'], signed=True)} [{_num(row['ci_low'], signed=True)}, "
+                         f"{_num(row['ci_high'], signed=True)}] | "
+                         f"{_p(row['p_value'])} | {_p(row['p_adj'])} | {_int(row['n_pairs'])} / {_int(row['clusters'])} | "
+                         f"{_num(row['corr'])} | {_num(row['mde'])} | {counts_cells} |")
+    lines = [line for i, line in enumerate(lines) if line or (i and lines[i - 1])]
     lines += ["", "Baseline / candidate sample-epochs left out of the pairs: not exercised (dimension NaN) and "
               "unusable (judge unscored, refused or error; never counted as 0). Per-status counts are in the "
-              "CSV / JSON."]
+              "CSV / JSON. – = no value (no pairs, or no interval from a single cluster)."]
+    if table["dimension"].isin(RATE_DIMENSIONS).any():
+        lines += ["", HARMFUL_NOTE]
     return "\n".join(lines) + "\n"
 
 
 def comparison_latex(table: pd.DataFrame, baseline: str, candidate: str, level: float, correction: str | None) -> str:
-    """Booktabs table of paired differences."""
-    lines = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{lrrcrrrrr}", r"\toprule",
-             r"Dimension & Baseline & Candidate & $\Delta$ [CI] & $p$ & $p_{\mathrm{adj}}$ & Pairs / clusters & $r$ "
-             r"& Unusable \\",
-             r"\midrule"]
+    """Booktabs table of paired differences (preamble: `TEX_PREAMBLE`): per task, the rubric
+    dimensions and the rates in separate blocks; fits the text width (see `_fit_to_width`)."""
+    columns = 8
+    tabular = [r"\begin{tabular}{lrrrcrrr}", r"\toprule",
+               r"Dimension & Baseline & Candidate & $\Delta$ & " + f"{level:.0%}".replace("%", r"\%")
+               + r" CI & $p_{\mathrm{adj}}$ & Pairs / clusters & Unusable \\"]
     has_counts = all(f"{side}_{c}" in table.columns for side in ("baseline", "candidate") for c in COUNT_COLUMNS)
-    for _, row in table.iterrows():
-        unusable = f"{_unusable(row, 'baseline_')} / {_unusable(row, 'candidate_')}" if has_counts else "--"
-        lines.append(f"{latex_escape(row['dimension'])} & ${_num(row['baseline_mean'])}$ & ${_num(row['candidate_mean'])}$ & "
-                     f"${_num(row['delta'], signed=True)}$ {{\\scriptsize $[{_num(row['ci_low'], signed=True)}, "
-                     f"{_num(row['ci_high'], signed=True)}]$}} & {latex_escape(_p(row['p_value']))} & "
-                     f"{latex_escape(_p(row['p_adj']))} & {int(row['n_pairs'])} / {int(row['clusters'])} & "
-                     f"${_num(row['corr'])}$ & {unusable} \\\\")
+    blocks = _comparison_blocks(table)
+    for heading, part in blocks:
+        tabular.append(r"\midrule")
+        if len(blocks) > 1:
+            tabular.append(rf"\multicolumn{{{columns}}}{{l}}{{\emph{{{_tex(heading)}}}}} \\")
+        for _, row in part.iterrows():
+            unusable = f"{_unusable(row, 'baseline_')} / {_unusable(row, 'candidate_')}" if has_counts else TEX_MISSING
+            p_adj = TEX_MISSING if _tex_num(row["p_adj"]) == TEX_MISSING else _tex(_p(row["p_adj"])).replace("<", "$<$")
+            tabular.append(" & ".join([
+                _tex(row["dimension"]), _tex_num(row["baseline_mean"]), _tex_num(row["candidate_mean"]),
+                _tex_num(row["delta"], signed=True), _tex_interval(row["ci_low"], row["ci_high"], signed=True),
+                p_adj, f"{_int(row['n_pairs'])} / {_int(row['clusters'])}", unusable]) + r" \\")
+    tabular += [r"\bottomrule", r"\end{tabular}"]
     caption = (f"Paired difference {candidate} minus {baseline} per dimension with {level:.0%} cluster-bootstrap "
-               f"intervals; cluster sign-flip permutation p-values, adjusted by {correction or 'none'}. "
+               f"intervals; p from a cluster sign-flip permutation test, adjusted by {correction or 'none'}. "
                "Unusable: baseline / candidate sample-epochs without a usable judge score (unscored, refused "
-               "or error), left out of the pairs.")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\caption{" + latex_escape(caption) + "}", r"\end{table}"]
-    return "\n".join(lines).replace("–", "--") + "\n"
+               f"or error), left out of the pairs. {TEX_MISSING} = no value.")
+    if table["dimension"].isin(RATE_DIMENSIONS).any():
+        caption += " " + HARMFUL_NOTE
+    lines = [f"% msm-eval comparison table; preamble: {TEX_PREAMBLE.replace(chr(10), ' ')}",
+             r"\begin{table}[t]", r"\centering", r"\small", *_fit_to_width(tabular),
+             r"\caption{" + _tex(caption) + "}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
 
 
 def rates_markdown(table: pd.DataFrame, level: float) -> str:
@@ -230,7 +315,8 @@ def rates_markdown(table: pd.DataFrame, level: float) -> str:
     lines += ["", f"{level:.0%} intervals. Wilson ignores clustering; the clustered Wilson uses the Korn-Graubard "
               "effective sample size and t with clusters - 1 df (the one to quote); the cluster bootstrap resamples "
               "scenario seeds and collapses to a point when every seed has the same rate (e.g. none harmful). "
-              "The last column counts sample-epochs (n.e. = not exercised); only scored ones enter the rate."]
+              "The last column counts sample-epochs (n.e. = not exercised); only scored ones enter the rate.",
+              "", HARMFUL_NOTE]
     return "\n".join(lines) + "\n"
 
 
@@ -284,6 +370,53 @@ def forest_plot(table: pd.DataFrame, group_column: str | None, path: str | Path,
     return atomic_write_bytes(path, buffer.getvalue())
 
 
+def delta_forest_plot(table: pd.DataFrame, path: str | Path, title: str) -> Path:
+    """Forest plot PNG of paired differences (candidate − baseline): one panel for the rubric
+    dimensions and one for the rates when there are any (different scales), one row per task and
+    dimension with a difference. A difference without an interval (one cluster) is a hollow marker
+    labelled "no interval"; rows without any difference (nothing paired) are left out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = table[np.isfinite(pd.to_numeric(table["delta"], errors="coerce"))]
+    several_tasks = "task" in rows.columns and rows["task"].nunique() > 1
+    panels = [(name, part) for name, part in
+              (("rubric dimensions: difference in score (−3..+3 scale)", rows[~rows["dimension"].isin(RATE_DIMENSIONS)]),
+               ("harmful-action rates: difference in rate", rows[rows["dimension"].isin(RATE_DIMENSIONS)]))
+              if not part.empty]
+    heights = [max(1, len(part)) for _, part in panels] or [1]
+    fig, axes = plt.subplots(len(panels) or 1, 1, figsize=(7.5, 0.32 * sum(heights) + 1.4 * len(heights) + 0.4),
+                             dpi=110, gridspec_kw={"height_ratios": heights}, squeeze=False)
+    if not panels:
+        axes[0][0].text(0.5, 0.5, "no paired differences to plot", ha="center", va="center")
+        axes[0][0].set_axis_off()
+    for ax, (name, part) in zip((a[0] for a in axes), panels, strict=False):
+        labels = [(f"{row['task']}: " if several_tasks else "") + str(row["dimension"]) for _, row in part.iterrows()]
+        for i, (_, row) in enumerate(part.iterrows()):
+            y = len(part) - 1 - i
+            if np.isfinite(row["ci_low"]) and np.isfinite(row["ci_high"]):
+                ax.errorbar([row["delta"]], [y], xerr=[[row["delta"] - row["ci_low"]], [row["ci_high"] - row["delta"]]],
+                            fmt="o", color="C0", capsize=3, markersize=4)
+            else:
+                ax.plot([row["delta"]], [y], marker="o", markerfacecolor="white", color="C1", markersize=5)
+                ax.annotate("no interval", (row["delta"], y), xytext=(6, -3), textcoords="offset points",
+                            fontsize=7, color="C1")
+        ax.set_yticks(range(len(part)))
+        ax.set_yticklabels(list(reversed(labels)), fontsize=8)
+        ax.axvline(0.0, color="grey", linewidth=0.8, linestyle="--")
+        ax.set_xlabel("difference, candidate − baseline", fontsize=8)
+        ax.set_title(name, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
 def _render_html(context: dict[str, Any]) -> str:
     import jinja2
 
@@ -314,6 +447,38 @@ def _html_rows(frame: pd.DataFrame, columns: Sequence[str]) -> list[list[str]]:
 
 # --------------------------------------------------------------------------- reports
 
+def _human_run_label(frame: pd.DataFrame) -> dict[str, str]:
+    """Run id -> a name a reader understands: `spec (variant), model, task`. Two runs of the same
+    configuration keep their short unique id as a suffix so they stay apart."""
+    names: dict[str, str] = {}
+    columns = [c for c in ("run", "spec", "spec_variant", "model", "task") if c in frame.columns]
+    for row in frame[columns].drop_duplicates("run").itertuples(index=False):
+        values = row._asdict()
+        spec = str(values.get("spec") or "")
+        variant = str(values.get("spec_variant") or "")
+        parts = [f"{spec} ({variant})" if spec and variant else spec or variant,
+                 str(values.get("model") or ""), str(values.get("task") or "")]
+        names[str(values["run"])] = ", ".join(p for p in parts if p) or str(values["run"])
+    taken: dict[str, int] = {}
+    for label in names.values():
+        taken[label] = taken.get(label, 0) + 1
+    return {run: (label if taken[label] == 1 else f"{label} #{run.rsplit('#', 1)[-1]}") for run, label in names.items()}
+
+
+def _generated(stamp: bool) -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if stamp else ""
+
+
+def _runs_table(frame: pd.DataFrame, stamp: bool) -> dict[str, Any]:
+    """The Runs section: one row per run with its human name; the unique run / eval id and the
+    log file only when `stamp` (they differ between two otherwise identical runs)."""
+    meta = run_metadata(frame)
+    labels = _human_run_label(frame)
+    meta.insert(0, "name", [labels.get(str(r), str(r)) for r in meta["run"]])
+    if not stamp:
+        meta = meta.drop(columns=[c for c in ("run", "eval_id", "source") if c in meta.columns])
+    return {"columns": list(meta.columns), "rows": _html_rows(meta, list(meta.columns))}
+
 def _frame(source: Source) -> pd.DataFrame:
     return source.copy() if isinstance(source, pd.DataFrame) else load(source)
 
@@ -340,10 +505,14 @@ def report_keys(frame: pd.DataFrame, by: str | Sequence[str]) -> list[str]:
 
 def build_report(paths: Source, by: str | Sequence[str] = "run", out_dir: str | Path = "results/report", *,
                  level: float = 0.95, n_resamples: int = 10_000, seed: int = 0,
-                 title: str = "msm-eval report") -> dict[str, Path]:
+                 title: str = "msm-eval report", stamp: bool = True) -> dict[str, Path]:
     """Summarise runs per `by` group (see `report_keys`) and write summary.{md,tex,csv},
     counts.csv, forest.png, rates.{md,csv} (when harmful-action scores exist), agreement.csv (when
-    the logs carry several judges / judge samples) and report.html into `out_dir`."""
+    the logs carry several judges / judge samples) and report.html into `out_dir`.
+
+    `stamp=False` leaves out what differs between two runs giving the same scores (the generation
+    time, run and eval ids, log file names): with a `by` other than `run` the files are then the
+    same bytes for the same results (committed results use it)."""
     from msm_eval.stats import rates, summarize
 
     frame = _frame(paths)
@@ -377,12 +546,11 @@ def build_report(paths: Source, by: str | Sequence[str] = "run", out_dir: str | 
         labelled = summary.assign(group=[_group_label(keys, tuple(row)) for row in summary[keys].itertuples(index=False)])
         written["forest"] = forest_plot(labelled, "group", out / "forest.png",
                                         f"{title}: mean per dimension ({level:.0%} CI)")
-    meta = run_metadata(frame)
     summary_cols = keys + ["dimension", "n", "clusters", "mean", "ci_low", "ci_high", "se", "method",
                     "missing", "unscored", "refused", "error"]
     summary_cols = [c for c in summary_cols if c in summary.columns]
     context = {
-        "title": title, "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "title": title, "generated": _generated(stamp),
         "level": f"{level:.0%}", "by": ", ".join(keys),
         "sections": [
             {"heading": "Mean score per dimension", "columns": summary_cols,
@@ -392,7 +560,7 @@ def build_report(paths: Source, by: str | Sequence[str] = "run", out_dir: str | 
                      "error = no usable judge score (never counted as 0)."},
         ],
         "image": _png_data_uri(written["forest"]) if "forest" in written else None,
-        "runs": {"columns": list(meta.columns), "rows": _html_rows(meta, list(meta.columns))},
+        "runs": _runs_table(frame, stamp),
     }
     if not rate_table.empty:
         rate_cols = [c for c in rate_table.columns if c not in ("successes", "total")]
@@ -539,43 +707,65 @@ def comparison_frame(baseline: Source, candidate: Source | None = None, *, basel
 def build_comparison(baseline: Source, candidate: Source | None = None, out_dir: str | Path = "results/compare", *,
                      baseline_run: str | None = None, candidate_run: str | None = None, by: str = "run",
                      level: float = 0.95, n_resamples: int = 10_000, seed: int = 0, correction: str | None = "holm",
-                     title: str = "msm-eval comparison") -> dict[str, Path]:
-    """Paired comparison written as comparison.{md,tex,csv,json,html} and forest_delta.png."""
+                     title: str = "msm-eval comparison", stamp: bool = True) -> dict[str, Path]:
+    """Paired comparison written as comparison.{md,tex,csv,json,html} and forest_delta.png.
+    Runs are named in words (`_human_run_label`); `stamp=False` leaves out the generation time and
+    the unique run ids, as in `build_report`."""
     from msm_eval.stats import compare
 
     frame, base_label, cand_label, column = comparison_frame(baseline, candidate, baseline_run=baseline_run,
                                                              candidate_run=candidate_run, by=by)
-    table = compare(frame, base_label, cand_label, by=column, level=level, n_resamples=n_resamples, seed=seed,
-                    correction=correction)
+    # one comparison per task: two tasks' scores on the same dimension are never pooled
+    parts, one_sided = [], []
+    for task, part in frame.groupby("task", sort=True):
+        sides = set(part[column].astype(str))
+        if not {str(base_label), str(cand_label)} <= sides:
+            one_sided.append(str(task))
+        else:
+            result = compare(part, base_label, cand_label, by=column, level=level, n_resamples=n_resamples,
+                             seed=seed, correction=correction)
+            result.insert(0, "task", task)
+            parts.append(result)
+    if not parts:
+        compare(frame, base_label, cand_label, by=column, n_resamples=10)  # names a side that is absent
+        raise MsmEvalError(f"no task has both '{base_label}' and '{cand_label}'", field=column,
+                           hint="compare runs of the same task")
+    table = pd.concat(parts, ignore_index=True)
+    labels = _human_run_label(frame)
     runs = {"baseline": sorted(frame.loc[frame[column] == base_label, "run"].unique().tolist()),
             "candidate": sorted(frame.loc[frame[column] == cand_label, "run"].unique().tolist())}
+    if not stamp:
+        runs = {side: sorted(labels.get(r, r) for r in ids) for side, ids in runs.items()}
     base_name = ", ".join(runs["baseline"]) if column == "side" else base_label
     cand_name = ", ".join(runs["candidate"]) if column == "side" else cand_label
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     written["csv"] = write_frame(table, out / "comparison.csv")
+    skipped = (f"\nNot compared (only one side has it): task {', '.join(one_sided)}.\n" if one_sided else "")
     written["markdown"] = atomic_write_text(out / "comparison.md", f"# {title}\n\n" +
-                                            comparison_markdown(table, base_name, cand_name, level, correction))
+                                            comparison_markdown(table, base_name, cand_name, level, correction)
+                                            + skipped)
     written["latex"] = atomic_write_text(out / "comparison.tex", comparison_latex(table, base_name, cand_name, level, correction))
     written["json"] = atomic_write_json(out / "comparison.json", comparison_payload(table, runs, level, correction))
-    plot_table = table.rename(columns={"delta": "mean"})
-    written["forest"] = forest_plot(plot_table, None, out / "forest_delta.png",
-                                    f"{cand_name} − {base_name} ({level:.0%} CI)", zero_line=True)
-    columns = ["dimension", "baseline_mean", "candidate_mean", "delta", "ci_low", "ci_high", "p_value", "p_adj",
+    written["forest"] = delta_forest_plot(table, out / "forest_delta.png", f"{cand_name} − {base_name} ({level:.0%} CI)")
+    columns = ["task", "dimension", "baseline_mean", "candidate_mean", "delta", "ci_low", "ci_high", "p_value", "p_adj",
                "n_pairs", "clusters", "corr", "mde"] + [f"{side}_{c}" for side in ("baseline", "candidate")
                                                         for c in COUNT_COLUMNS if f"{side}_{c}" in table.columns]
-    context = {"title": title, "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    context = {"title": title, "generated": _generated(stamp),
                "level": f"{level:.0%}", "by": column,
                "sections": [{"heading": f"{cand_name} − {base_name}", "columns": columns,
                              "rows": _html_rows(table, columns),
                              "note": f"Paired on sample id, clustered on scenario seed; p from a cluster sign-flip "
-                                     f"permutation test, adjusted across dimensions by {correction or 'none'}; "
+                                     f"permutation test, adjusted across the dimensions of each task by "
+                                     f"{correction or 'none'}; one comparison per task (tasks are never pooled); "
                                      "MDE = minimum detectable effect at 80% power; baseline_* / candidate_* "
                                      "count sample-epochs per status (missing = not exercised; unscored, refused "
                                      "and error are left out, never counted as 0)."}],
                "image": _png_data_uri(written["forest"]),
-               "runs": {"columns": ["side", "runs"], "rows": [[k, ", ".join(v)] for k, v in runs.items()]}}
+               "runs": {"columns": ["side", "runs"],
+                        "rows": [[k, "; ".join(labels.get(r, r) + ("" if not stamp else f" [{r}]") for r in v)]
+                                 for k, v in runs.items()]}}
     written["html"] = atomic_write_text(out / "comparison.html", _render_html(context))
     return written
 

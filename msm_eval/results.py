@@ -229,6 +229,11 @@ def _log_frame(path: Path) -> pd.DataFrame:
     }
     base["run"] = run_label(base["task"], base["model"], base["spec_variant"], base["eval_id"])
     samples = log.samples or []
+    if base["judge_mode"] == "auto":  # task built before its judge was bound: each score records the mode used
+        used = {str(score.metadata["judge_mode"]) for sample in samples for score in (sample.scores or {}).values()
+                if (score.metadata or {}).get("judge_mode")}
+        if len(used) == 1:
+            base["judge_mode"] = used.pop()
     # every dimension each scorer produced anywhere in this log, so failed samples get all of them
     dims_by_scorer: dict[str, list[str]] = {}
     for sample in samples:

@@ -11,7 +11,8 @@
 inspect imports this file as a standalone module, so it only uses absolute imports of the
 installed `msm_eval` package. Every run records in `log.eval.metadata`: spec, spec_variant,
 spec_sha256 (source), spec_variant_sha256 (rendered variant), spec_in_context, rubric,
-rubric_sha256, scenario_set_hash, prompts_version, judge_mode, judge_samples, max_turns, and the
+rubric_sha256, scenario_set_hash, prompts_version, judge_mode (`auto` resolved to the mode used
+when the judge role is bound at build time), judge_samples, max_turns, and the
 `judge` / `investigator` model names. inspect binds `--model-role` before it builds a task, so
 those names are known at build time under `inspect eval`; a task object built before `eval()` is
 called records them as null (`log.eval.model_roles` holds the binding in every case).
@@ -32,7 +33,7 @@ from inspect_ai.solver import chain
 from msm_eval.classifiers import eval_awareness, harmful_action
 from msm_eval.errors import MsmEvalError
 from msm_eval.investigator import rollout
-from msm_eval.judge import JUDGE_MODES, constitution_judge, require_judge
+from msm_eval.judge import JUDGE_MODES, bound_judge_models, constitution_judge, require_judge, resolve_judge_mode
 from msm_eval.rubric import load_rubric
 from msm_eval.scenarios import build_dataset
 from msm_eval.spec import load_spec
@@ -132,6 +133,13 @@ def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, sc
     _check_args(judge_mode, judge_samples, max_turns)
     scenarios = selection_text(scenarios)
     suffix, switch_conditions = target_switches(bool(no_leverage_instruction), str(framing))
+    bound = bound_judge_models()
+    if bound:  # `inspect eval` binds roles first: choose (or refuse) the mode before anything runs
+        judge_mode = resolve_judge_mode(judge_mode, bound)
+        if judge_mode == "logprob" and int(judge_samples) > 1:
+            raise MsmEvalError(f"judge_samples={judge_samples} adds nothing in logprob mode (the judge cannot call "
+                               "tools, so judge_mode=auto chose logprob)", field="judge_samples",
+                               hint="use judge_samples=1, or a panel: --model-role judge=MODEL_A,MODEL_B")
     loaded_rubric = load_rubric(user_path(rubric) or rubric)
     loaded_spec = load_spec(user_path(spec) or spec, rubric=loaded_rubric)
     spec_text = loaded_spec.render(spec_variant)
@@ -169,9 +177,9 @@ def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, sc
     }
     return Task(
         dataset=MemoryDataset(samples, name=f"{name}:{scenarios or 'all'}"),
-        solver=chain(require_judge(), rollout(max_turns=max_turns,
-                                              spec_text=spec_text if spec_in_context else None,
-                                              system_suffix=suffix, conditions=switch_conditions or None)),
+        solver=chain(require_judge(judge_mode), rollout(max_turns=max_turns,
+                                                        spec_text=spec_text if spec_in_context else None,
+                                                        system_suffix=suffix, conditions=switch_conditions or None)),
         scorer=scorers,
         metadata=metadata,
         name=name,
@@ -182,7 +190,7 @@ def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, sc
 @task
 def constitution_adherence(spec: str = "constitution", spec_variant: str = "full", spec_in_context: bool = False,
                            scenarios: str | list[str] | None = None, max_turns: int | None = None,
-                           judge_mode: str = "answer", judge_samples: int = 1, rubric: str = "constitution",
+                           judge_mode: str = "auto", judge_samples: int = 1, rubric: str = "constitution",
                            judge_max_chars: int | None = None, show_reasoning: bool = True) -> Task:
     """Does the target adhere to the spec? Seeds -> rollout -> judge on every rubric dimension.
 
@@ -194,7 +202,9 @@ def constitution_adherence(spec: str = "constitution", spec_variant: str = "full
             ',' = OR inside a clause, ';' = AND between clauses, ' | ' = OR between alternatives
             (docs/scenarios.md); default: the whole library.
         max_turns: target turns per scenario (default: the seed's max_turns).
-        judge_mode: answer (structured scores) | logprob (expected score from label log-probs).
+        judge_mode: auto (default: logprob when the judge cannot call tools, as msm/smollm2; else
+            answer) | answer (structured scores through a tool) | logprob (expected score from
+            label log-probs).
         judge_samples: judge calls per judge model, averaged per dimension.
         rubric: rubric name under rubrics/ or a path.
         judge_max_chars: truncate each transcript message to this many characters for the judge.
@@ -209,7 +219,7 @@ def constitution_adherence(spec: str = "constitution", spec_variant: str = "full
 @task
 def agentic_misalignment(spec: str = "constitution", spec_variant: str = "full", spec_in_context: bool = False,
                          scenarios: str | list[str] | None = AGENTIC_SELECTION, max_turns: int | None = None,
-                         judge_mode: str = "answer", judge_samples: int = 1, rubric: str = "constitution",
+                         judge_mode: str = "auto", judge_samples: int = 1, rubric: str = "constitution",
                          judge_max_chars: int | None = None, show_reasoning: bool = True,
                          no_leverage_instruction: bool = False, framing: str = "none",
                          awareness: bool = True) -> Task:

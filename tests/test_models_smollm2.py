@@ -187,3 +187,36 @@ def test_inspect_cli_runs_the_real_embedded_model(tmp_path):
     assert len(first.top_logprobs) == 3
     assert first.logprob <= 0 and first.token == first.top_logprobs[0].token
     assert not any("Ġ" in t.token for t in output.choices[0].logprobs.content)
+
+
+def test_cache_is_keyed_on_content_not_modification_time(cache, source, tmp_path):
+    """A second checkout (same GGUF bytes, new mtime) reuses the conversion; changed bytes of the
+    same size do not."""
+    import os
+
+    convert = CountingConverter(tmp_path / "calls.log")
+    smollm2.prepare(converter=convert, source=source)
+    os.utime(source, ns=(1, 1))                           # another checkout: same bytes, other mtime
+    other = tmp_path / "checkout2" / smollm2.GGUF_FILE
+    other.parent.mkdir()
+    other.write_bytes(source.read_bytes())
+    smollm2.prepare(converter=convert, source=source)
+    smollm2.prepare(converter=convert, source=other)
+    assert convert.calls == 1
+    other.write_bytes(b"GGUF fake weightz")               # same size, other content
+    smollm2.prepare(converter=convert, source=other)
+    assert convert.calls == 2
+
+
+def test_folder_converted_under_the_mtime_key_is_upgraded_not_reconverted(cache, source, tmp_path):
+    import json
+
+    convert = CountingConverter(tmp_path / "calls.log")
+    folder = smollm2.prepare(converter=convert, source=source)
+    manifest_path = folder / smollm2.MANIFEST_NAME
+    manifest = json.loads(manifest_path.read_text())
+    old = {k: v for k, v in manifest["source"].items() if k != "sample_sha256"} | {"mtime_ns": 123}
+    manifest_path.write_text(json.dumps({**manifest, "source": old}))
+    smollm2.prepare(converter=convert, source=source)
+    assert convert.calls == 1
+    assert "sample_sha256" in json.loads(manifest_path.read_text())["source"]

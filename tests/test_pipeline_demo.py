@@ -32,7 +32,8 @@ def test_demo_outputs_report_and_compare_the_two_variants(tmp_path):
     page = written["demo_markdown"].read_text()
     assert "smoke-test judge" in page and "## value_augmented − rules" in page
     assert "| honesty |" in page and "+2.00" in page
-    assert json.loads(written["demo_json"].read_text())["eval_seconds"] == 1.5
+    assert "eval_seconds" not in json.loads(written["demo_json"].read_text())
+    assert json.loads(written["run_json"].read_text())["eval_seconds"] == 1.5
 
 
 def test_demo_agentic_cell_runs_through_the_investigator_and_tables_show_the_mode(tmp_path):
@@ -62,3 +63,20 @@ def test_demo_agentic_cell_runs_through_the_investigator_and_tables_show_the_mod
                             n_resamples=200)
     page = written["demo_markdown"].read_text()
     assert "## How samples were played" in page and "| investigator | 1 |" in page
+
+
+def test_demo_outputs_are_the_same_bytes_for_the_same_scores(tmp_path):
+    """Two runs with the same scores (but their own eval ids, log names and timings) write identical
+    committed files; only the ignored run.json differs."""
+    outputs = []
+    for attempt, seconds in (("a", 1.5), ("b", 99.0)):
+        logs = [_variant_log(tmp_path / attempt, "rules", 1), _variant_log(tmp_path / attempt, "value_augmented", 3)]
+        written = write_outputs(DemoRun(logs=logs, eval_seconds=seconds), tmp_path / attempt / "out",
+                                ["rules", "value_augmented"], 48, n_resamples=300)
+        outputs.append({path.relative_to(tmp_path / attempt / "out").as_posix(): path.read_bytes()
+                        for path in written.values()})
+    first, second = outputs
+    assert first.keys() == second.keys()
+    differing = sorted(name for name in first if first[name] != second[name])
+    assert differing == ["run.json"]
+    assert b"#" not in first["report.html"].split(b"<h2>Runs</h2>")[1]        # no random run ids in the page

@@ -63,8 +63,12 @@ def _config(tmp_path: Path, model: Path, **over: Any) -> Any:
 def test_pipeline_caches_every_stage_and_reruns_only_the_changed_branch(tmp_path: Path) -> None:
     model = build_tiny_model(tmp_path / "model")
     calls: list[str] = []
-    first = Pipeline(_config(tmp_path, model), _functions(calls), progress=None).run()
+    lines: list[str] = []
+    first = Pipeline(_config(tmp_path, model), _functions(calls), progress=lines.append).run()
     assert {s["status"] for s in first["stages"]} == {"ran"}
+    # progress: one line when each stage starts and one when it ends
+    assert sum(line.startswith("[run]") for line in lines) == len(first["stages"])
+    assert sum(line.startswith("[done]") and line.endswith(" s)") for line in lines) == len(first["stages"])
     assert sorted(calls) == sorted(["demos", "eval:base", "documents:rules", "eval:rules",
                                     "documents:value_augmented", "eval:value_augmented", "compare"])
     run = json.loads(next((tmp_path / "work" / "aft").glob("*/run/run.json")).read_text())
@@ -149,3 +153,27 @@ def test_a_moved_work_dir_is_still_a_valid_cache(tmp_path: Path) -> None:
     assert {s["status"] for s in summary["stages"]} == {"cached"}
     assert calls == ["compare"] and set(seen) == {"base", "rules", "value_augmented"}
     assert all(Path(log).parent.parent.parent.parent == tmp_path / "moved" for log in seen.values())
+
+
+def test_committed_outputs_do_not_change_with_timings_or_the_cache(tmp_path: Path) -> None:
+    """table.md / summary.json / comparisons.csv are the same bytes whether stages ran (and how long
+    they took) or came from the cache; that goes to the ignored run.json."""
+    from inspect_ai import eval as inspect_eval
+
+    from msm_eval.probes import spec_probe
+    from msm_eval.train.pipeline import StageRecord, compare_arms
+
+    model = build_tiny_model(tmp_path / "model")
+    [log] = inspect_eval(spec_probe(batch_size=4, model_path=str(model)), model=f"hf/{model}", limit=6,
+                         display="none", log_dir=str(tmp_path / "logs"), model_args={"do_sample": False})
+    evals = {"base": log.location, "rules": log.location, "value_augmented": log.location}
+    cfg = _config(tmp_path, model, eval={"presentation": "free", "n_resamples": 200})
+    committed = ("table.md", "summary.json", "comparisons.csv")
+    compare_arms(evals, cfg, [StageRecord("midtrain", "rules", "k" * 64, "ran", 12.34, "x")])
+    first = {name: (cfg.out_dir / name).read_bytes() for name in committed}
+    first_run = json.loads((cfg.out_dir / "run.json").read_text())
+    compare_arms(evals, cfg, [StageRecord("midtrain", "rules", "k" * 64, "cached", 0.0, "x")])
+    assert {name: (cfg.out_dir / name).read_bytes() for name in committed} == first
+    assert b"12.3" not in first["summary.json"] and b"12" not in first["table.md"].split(b"Which stages")[1]
+    assert first_run["stages"][0]["seconds"] == 12.3
+    assert json.loads((cfg.out_dir / "run.json").read_text())["stages"][0]["status"] == "cached"

@@ -11,7 +11,7 @@ from tests.conftest_pipeline import RUBRIC, SEEDS, SPEC
 
 
 def test_bad_parameters_raise_errors_naming_the_field():
-    with pytest.raises(MsmEvalError, match="judge_mode.*use one of: answer, logprob"):
+    with pytest.raises(MsmEvalError, match="judge_mode.*use one of: auto, answer, logprob"):
         constitution_adherence(spec=SPEC, rubric=RUBRIC, scenarios=SEEDS, judge_mode="vibes")
     with pytest.raises(MsmEvalError, match="judge_samples must be at least 1"):
         constitution_adherence(spec=SPEC, rubric=RUBRIC, scenarios=SEEDS, judge_samples=0)
@@ -60,3 +60,61 @@ def test_judge_and_investigator_models_are_recorded_in_the_metadata(tmp_path):
     assert log.eval.metadata["investigator"] is None
     # a task object built before eval() cannot know its roles yet: null, never a guess
     assert constitution_adherence(spec=SPEC, rubric=RUBRIC, scenarios=SEEDS).metadata["judge"] is None
+
+
+def _untooled_judge() -> object:
+    """A judge that declares it cannot call tools (as msm/smollm2 does) and answers label '6' = +2."""
+    from inspect_ai.model import get_model
+
+    return get_model("msm/mock", replies=[{"text": "6", "top_logprobs": {"6": -0.01}}], calls_tools="false",
+                     memoize=False)
+
+
+def test_default_judge_mode_is_logprob_for_a_judge_that_cannot_call_tools(tmp_path):
+    from tests.conftest_pipeline import plain_target, run
+
+    log = run(constitution_adherence, plain_target(), {"judge": _untooled_judge()}, tmp_path,
+              task_args={"spec": SPEC, "rubric": RUBRIC, "scenarios": f"{SEEDS}/chat_feedback.md"})
+    assert log.status == "success", log.error
+    assert log.eval.metadata["judge_mode"] == "logprob"          # auto resolved when the role was bound
+    [sample] = log.samples
+    score = sample.scores["constitution_judge"]
+    assert score.metadata["status"] == "scored" and score.metadata["judge_mode"] == "logprob"
+    assert any(value == 2.0 for value in score.value.values())
+
+
+def test_answer_mode_with_a_judge_that_cannot_call_tools_is_refused_up_front(tmp_path):
+    from inspect_ai import eval as inspect_eval
+
+    from tests.conftest_pipeline import mock, plain_target
+
+    with pytest.raises(MsmEvalError, match="cannot.*unscored.*judge_mode=logprob"):   # before any sample runs
+        inspect_eval(constitution_adherence, task_args={"spec": SPEC, "rubric": RUBRIC, "judge_mode": "answer",
+                                                        "scenarios": f"{SEEDS}/chat_feedback.md"},
+                     model=mock(plain_target()), model_roles={"judge": _untooled_judge()},
+                     log_dir=str(tmp_path), display="none")
+    assert not list(tmp_path.glob("*.eval"))
+
+
+def test_default_judge_mode_stays_answer_for_a_tool_calling_judge():
+    from inspect_ai.model import get_model
+
+    from msm_eval.judge import resolve_judge_mode
+
+    assert resolve_judge_mode("auto", [get_model("msm/mock", memoize=False)]) == "answer"
+    assert resolve_judge_mode("auto", [get_model("msm/mock", memoize=False), _untooled_judge()]) == "logprob"
+
+
+def test_progress_lines_per_target_turn_and_judged_sample(tmp_path, caplog):
+    """`inspect eval ... --log-level info` shows these lines while a long run works."""
+    import logging
+
+    from tests.conftest_pipeline import plain_target, run
+
+    with caplog.at_level(logging.INFO, logger="msm_eval"):
+        log = run(constitution_adherence, plain_target(), {"judge": _untooled_judge()}, tmp_path,
+                  task_args={"spec": SPEC, "rubric": RUBRIC, "scenarios": f"{SEEDS}/chat_feedback.md"})
+    assert log.status == "success", log.error
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("msm_eval")]
+    assert any("pl_chat_feedback" in line and "target turn 1/" in line for line in lines), lines
+    assert any("pl_chat_feedback" in line and "judged (logprob mode" in line for line in lines), lines

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from typing import Any
 
 
 def _run(args: argparse.Namespace) -> int:
     from msm_eval.train.pipeline import Pipeline, load_pipeline_config
     cfg = load_pipeline_config(args.config)
-    summary = Pipeline(cfg, progress=None if args.quiet else print).run()
+    summary = Pipeline(cfg, progress=None if args.quiet else functools.partial(print, flush=True)).run()
     ran = sum(1 for s in summary["stages"] if s["status"] == "ran")
     print(f"pipeline '{cfg.name}': {ran} stage(s) ran, {len(summary['stages']) - ran} cached; "
           f"table: {cfg.out_dir / 'table.md'}")

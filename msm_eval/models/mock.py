@@ -7,7 +7,8 @@ Replies come from exactly one of these model args (see `msm_eval.models.script` 
 - `script=path.jsonl` – one entry object per line;
 - `responder=callable(messages, tools) -> str | dict | ModelOutput` (Python only; may be async);
 
-and `exhaust="repeat"` (default: the last unconditional entry repeats) or `"error"`. With none of
+and `exhaust="repeat"` (default: the last unconditional entry repeats) or `"error"`; `calls_tools=false`
+makes it declare that it cannot call tools (as `msm/smollm2` does, see `judge.resolve_judge_mode`). With none of
 them every call answers `DEFAULT_REPLY`. Token usage is estimated as characters / 4, so nothing
 (not even tiktoken) touches the network. With `GenerateConfig(logprobs=True)` the output carries
 log-probabilities: the entry's `top_logprobs` for the first token, certainty for the rest.
@@ -65,11 +66,11 @@ class MockModelAPI(ModelAPI):
     def __init__(self, model_name: str, base_url: str | None = None, api_key: str | None = None,
                  config: GenerateConfig = GenerateConfig(), *, reply: str | None = None,
                  replies: Any = None, script: str | None = None, responder: Responder | None = None,
-                 exhaust: str = "repeat", **model_args: Any) -> None:
+                 exhaust: str = "repeat", calls_tools: bool | str = True, **model_args: Any) -> None:
         super().__init__(model_name=model_name, base_url=base_url, api_key=api_key, api_key_vars=[], config=config)
         if model_args:
             raise MsmEvalError(f"msm/mock: unknown model arg(s) {', '.join(sorted(model_args))}",
-                               field="model_args", hint="use reply, replies, script, responder or exhaust")
+                               field="model_args", hint="use reply, replies, script, responder, exhaust or calls_tools")
         given = [name for name, value in (("reply", reply), ("replies", replies), ("script", script),
                                           ("responder", responder)) if value is not None]
         if len(given) > 1:
@@ -78,6 +79,7 @@ class MockModelAPI(ModelAPI):
         if responder is not None and not callable(responder):
             raise MsmEvalError("msm/mock: responder must be callable(messages, tools)", field="responder")
         self.responder = responder
+        self.calls_tools = str(calls_tools).strip().lower() not in ("false", "0", "no")
         self._call_counter = 0
         if script is not None:
             entries, source = load_script(script), f"script {script}"

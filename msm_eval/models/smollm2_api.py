@@ -33,6 +33,9 @@ SERVE_DTYPE = "float32"  # weights are stored in bf16; fp32 compute matched the 
 class SmolLM2API(HuggingFaceAPI):
     """inspect `hf` provider bound to the embedded SmolLM2-135M-Instruct folder."""
 
+    calls_tools = False
+    """A 135M model does not follow a tool schema: `judge_mode=auto` judges it by log-probabilities."""
+
     def __init__(self, model_name: str, base_url: str | None = None, api_key: str | None = None,
                  config: GenerateConfig = GenerateConfig(), **model_args: Any) -> None:
         for reserved in ("model_path", "tokenizer", "tokenizer_path", "gguf_file"):

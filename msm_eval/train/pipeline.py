@@ -237,6 +237,7 @@ class Pipeline:
 
     def __init__(self, config: PipelineConfig, functions: StageFunctions | None = None,
                  progress: Callable[[str], None] | None = print) -> None:
+        """`progress` gets one line when each stage starts (or is found cached) and one when it ends."""
         self.cfg = config
         self.fn = functions or StageFunctions()
         self.say = progress or (lambda _msg: None)
@@ -260,6 +261,7 @@ class Pipeline:
                                    "seconds": round(seconds, 2),
                                    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         self.records.append(StageRecord(stage, arm, key, "ran", seconds, str(folder)))
+        self.say(f"[done]   {stage:<9} {arm} ({seconds:.1f} s)")
         return outputs
 
     def _train_cfg(self, stage: str, arm: str, data: str, out_dir: Path, init_from: str | None,
@@ -406,7 +408,10 @@ def tidy_probe_frame(evals: dict[str, str]) -> Any:
 
 
 def compare_arms(evals: dict[str, str], cfg: PipelineConfig, records: list[StageRecord]) -> dict[str, Any]:
-    """Summaries per arm (overall and per probe kind) and paired comparisons; writes table.md/.csv/summary.json."""
+    """Summaries per arm (overall and per probe kind) and paired comparisons; writes table.md,
+    comparisons.csv and summary.json (the same bytes whenever the results are the same: committed)
+    and run.json (which stages ran or came from the cache, and their seconds: git-ignored).
+    Returns the summary with its `stages`."""
     from msm_eval import stats
 
     df = tidy_probe_frame(evals)
@@ -432,14 +437,14 @@ def compare_arms(evals: dict[str, str], cfg: PipelineConfig, records: list[Stage
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     summary = {"pipeline": cfg.name, "spec": cfg.spec, "base_model": cfg.base_model, "variants": cfg.variants,
                "baseline": cfg.baseline, "arms": list(evals), "summary": summary_rows,
-               "comparisons": compare_rows,
-               "stages": [{"stage": r.stage, "arm": r.arm, "status": r.status, "seconds": round(r.seconds, 1)}
-                          for r in records]}
+               "comparisons": compare_rows}
+    stages = [{"stage": r.stage, "arm": r.arm, "status": r.status, "seconds": round(r.seconds, 1)} for r in records]
     atomic_write_json(cfg.out_dir / "summary.json", summary)
     atomic_write_text(cfg.out_dir / "table.md", render_table(summary))
     import pandas as pd
     atomic_write_text(cfg.out_dir / "comparisons.csv", pd.DataFrame(compare_rows).to_csv(index=False))
-    return summary
+    atomic_write_json(cfg.out_dir / "run.json", {"pipeline": cfg.name, "stages": stages})
+    return {**summary, "stages": stages}
 
 
 def _sample_kinds(evals: dict[str, str]) -> dict[str, str]:
@@ -477,8 +482,5 @@ def render_table(summary: dict[str, Any]) -> str:
         lines.append(f"| {row['kind']} | {row['baseline']} | {row['candidate']} | {_fmt(row.get('delta'), 4)} | "
                      f"[{_fmt(row.get('ci_low'), 4)}, {_fmt(row.get('ci_high'), 4)}] | {_fmt(row.get('p_value'))} | "
                      f"{_fmt(row.get('p_adj'))} | {row.get('n_pairs')} |")
-    ran = [s for s in summary["stages"] if s["status"] == "ran"]
-    cached = len(summary["stages"]) - len(ran)
-    lines += ["", f"Stages run this time: {len(ran)} of {len(summary['stages'])} "
-              f"({sum(s['seconds'] for s in ran):.0f} s)" + (f"; {cached} came from the cache." if cached else "."), ""]
+    lines += ["", "Which stages ran this time, and for how long: `run.json` beside this file (not committed).", ""]
     return "\n".join(lines)
