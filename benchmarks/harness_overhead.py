@@ -1,6 +1,7 @@
 """Harness overhead: msm-eval's full pipeline vs bare inspect tasks, 1,000 samples, scripted models.
 
-Three configurations, each run in a fresh process, alternating for `--rounds` rounds, all on the
+Three configurations, each run in a fresh process, alternating A B C A B C ... for `--rounds`
+rounds (`benchmarks/alternate.py`; medians and ranges reported), all on the
 same scripted `msm/mock` models (so the model costs nothing and only harness time is measured):
 
 - `pipeline`: `constitution_adherence` on N generated chat seeds (system + user + one follow-up,
@@ -23,7 +24,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -110,10 +110,12 @@ def run_one(config: str, n: int) -> dict[str, float]:
         logs = inspect_eval(task, model=target, model_roles={"judge": judge}, log_dir=log_dir, display="none",
                             max_connections=50, max_samples=100)
         eval_seconds = time.perf_counter() - start
+        log_bytes = sum(f.stat().st_size for f in Path(log_dir).glob("*.eval"))
         log = logs[0]
         if log.status != "success" or (log.results and log.results.completed_samples != n):
             raise RuntimeError(f"{config}: status {log.status}, error {log.error}")
-    return {"eval_seconds": eval_seconds, "build_seconds": build_seconds, "ms_per_sample": 1000 * eval_seconds / n}
+    return {"eval_seconds": eval_seconds, "build_seconds": build_seconds, "ms_per_sample": 1000 * eval_seconds / n,
+            "log_bytes": log_bytes}
 
 
 def main() -> int:
@@ -126,16 +128,9 @@ def main() -> int:
     if args.child:
         print(json.dumps(run_one(args.child, args.n)))
         return 0
-    runs: dict[str, list[dict[str, float]]] = {c: [] for c in CONFIGS}
-    for round_index in range(args.rounds):
-        order = CONFIGS[round_index % 3:] + CONFIGS[:round_index % 3]   # rotate the order between rounds
-        for config in order:
-            done = subprocess.run([sys.executable, __file__, "--child", config, "--n", str(args.n)], cwd=ROOT,
-                                  capture_output=True, text=True, check=True,
-                                  env={**os.environ, "INSPECT_CACHE_DIR": tempfile.mkdtemp()})
-            result = json.loads(done.stdout.strip().splitlines()[-1])
-            runs[config].append(result)
-            print(config, round_index, f"{result['ms_per_sample']:.1f} ms/sample", flush=True)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from alternate import alternate, fmt, spread
+    runs = alternate(__file__, CONFIGS, args.rounds, ["--n", str(args.n)])   # A B C A B C ..., fresh processes
     med = {c: statistics.median(r["ms_per_sample"] for r in runs[c]) for c in CONFIGS}
     ratio_eq = [p["ms_per_sample"] / b["ms_per_sample"] for p, b in zip(runs["pipeline"], runs["bare_equivalent"])]
     ratio_single = [p["ms_per_sample"] / b["ms_per_sample"] for p, b in zip(runs["pipeline"], runs["bare_single"])]
@@ -144,9 +139,13 @@ def main() -> int:
         "ms_per_sample_median": {c: round(v, 2) for c, v in med.items()},
         "ms_per_sample_runs": {c: [round(r["ms_per_sample"], 2) for r in runs[c]] for c in CONFIGS},
         "pipeline_dataset_build_seconds": [round(r["build_seconds"], 2) for r in runs["pipeline"]],
+        "ms_per_sample_range": {c: spread([r["ms_per_sample"] for r in runs[c]]) for c in CONFIGS},
+        "log_bytes_per_sample_median": {c: statistics.median(r.get("log_bytes", 0) / args.n for r in runs[c])
+                                        for c in CONFIGS},
         "ratio_pipeline_vs_bare_equivalent": {"paired_median": round(statistics.median(ratio_eq), 3),
-                                              "per_round": [round(x, 3) for x in ratio_eq]},
+                                              "range": spread(ratio_eq), "per_round": [round(x, 3) for x in ratio_eq]},
         "ratio_pipeline_vs_bare_single": {"paired_median": round(statistics.median(ratio_single), 3),
+                                          "range": spread(ratio_single),
                                           "per_round": [round(x, 3) for x in ratio_single]},
         "goal": "pipeline <= 1.2x bare_equivalent",
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
@@ -157,13 +156,15 @@ def main() -> int:
     eq, single = report["ratio_pipeline_vs_bare_equivalent"], report["ratio_pipeline_vs_bare_single"]
     md = [
         "# Harness overhead (scripted models, inspect eval wall time per sample)", "",
-        f"{args.n} samples per run, {args.rounds} rounds, configurations alternated in fresh processes "
+        f"{args.n} samples per run, {args.rounds} rounds, configurations alternated A B C A B C in fresh processes "
         "(see benchmarks/harness_overhead.py for what each does).", "",
-        "| configuration | median ms/sample | runs |", "|---|---|---|",
-        *[f"| {c} | {med[c]:.1f} | {', '.join(f'{r:.1f}' for r in report['ms_per_sample_runs'][c])} |" for c in CONFIGS],
+        "| configuration | ms/sample median [range] | runs | log bytes/sample |", "|---|---|---|---|",
+        *[f"| {c} | {fmt(report['ms_per_sample_range'][c], 1)} | "
+          f"{', '.join(f'{r:.1f}' for r in report['ms_per_sample_runs'][c])} | "
+          f"{report['log_bytes_per_sample_median'][c]:.0f} |" for c in CONFIGS],
         "",
         f"- pipeline / bare_equivalent (same model calls, hand-written): **{eq['paired_median']:.2f}x** "
-        f"(per round {', '.join(map(str, eq['per_round']))}); goal <= 1.2x.",
+        f"[{eq['range']['min']:.2f}–{eq['range']['max']:.2f}] (per round {', '.join(map(str, eq['per_round']))}); goal <= 1.2x.",
         f"- pipeline / bare_single (one generate, exact match; 3x fewer model calls): "
         f"{single['paired_median']:.2f}x (per round {', '.join(map(str, single['per_round']))}).",
         f"- pipeline dataset construction ({args.n} seed files parsed, validated, expanded): "

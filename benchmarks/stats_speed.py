@@ -2,8 +2,9 @@
 
 Workload: 15 dimensions x 6 runs x 1,000 samples (250 clusters of 4) x 10,000 resamples, the
 cluster bootstrap of the mean with a ratio-of-sums statistic and BCa intervals in both cases (the
-same estimand). Checks that both give the same intervals within Monte-Carlo error and writes
-results/bench/stats_speed.json and .md.
+same estimand). The two sides alternate A B A B ... for `--rounds` rounds, each timed in a fresh
+process (`benchmarks/alternate.py`), reported as median and range. Checks that both give the same
+intervals within Monte-Carlo error and writes results/bench/stats_speed.json and .md.
 
     .venv/bin/python benchmarks/stats_speed.py [--quick]
 """
@@ -11,6 +12,7 @@ results/bench/stats_speed.json and .md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -59,25 +61,34 @@ def scipy_per_dimension(frame: pd.DataFrame, n_resamples: int, seed: int) -> pd.
     return pd.DataFrame(rows)
 
 
+SIDES = ("msm_eval", "scipy")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller workload (smoke test)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     runs, samples, dims, per_cluster, n_resamples = (6, 1000, 15, 4, 10_000) if not args.quick else (2, 200, 5, 4, 2_000)
     frame = workload(runs, samples, dims, per_cluster)
-
-    ours_times = []
-    for _ in range(args.repeats):
+    if args.child:
         start = time.perf_counter()
-        ours = stats.summarize(frame, by="run", n_resamples=n_resamples, seed=0)
-        ours_times.append(time.perf_counter() - start)
+        if args.child == "msm_eval":
+            stats.summarize(frame, by="run", n_resamples=n_resamples, seed=0)
+        else:
+            scipy_per_dimension(frame, n_resamples, seed=1)
+        print(json.dumps({"seconds": time.perf_counter() - start}))
+        return
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from alternate import alternate, fmt, summary
+    timings = alternate(__file__, SIDES, args.rounds, ["--quick"] if args.quick else [])
+    timing = summary(timings, "seconds", "scipy", "msm_eval")
+    ours = stats.summarize(frame, by="run", n_resamples=n_resamples, seed=0)
     start = time.perf_counter()
     compare_table = stats.compare(frame, "run0", f"run{runs - 1}", n_resamples=n_resamples, seed=0)
     compare_time = time.perf_counter() - start
-    start = time.perf_counter()
     ref = scipy_per_dimension(frame, n_resamples, seed=1)
-    scipy_time = time.perf_counter() - start
 
     merged = ours.merge(ref, on=["run", "dimension"], suffixes=("", "_scipy"))
     width = merged["ci_high_scipy"] - merged["ci_low_scipy"]
@@ -88,14 +99,14 @@ def main() -> None:
     # between seeds; 5% leaves room for the sqrt(C/(C-1)) small-sample stretch (0.2% at C=250).
     tolerance = 0.05 if not args.quick else 0.10
     agree = bool(low_dev.max() < tolerance and high_dev.max() < tolerance and (se_ratio - 1).abs().max() < 0.05)
-    best = min(ours_times)
     result = {
         "workload": {"runs": runs, "samples_per_run": samples, "dimensions": dims, "clusters_per_run": samples // per_cluster,
                      "rows": len(frame), "n_resamples": n_resamples, "method": "cluster bootstrap, ratio of sums, BCa"},
-        "msm_eval_summarize_s": {"best": round(best, 3), "all": [round(t, 3) for t in ours_times]},
+        "timing": timing, "runs": timings,
+        "msm_eval_summarize_s_median": round(timing["msm_eval"]["median"], 3),
         "msm_eval_compare_one_pair_s": round(compare_time, 3),
-        "scipy_bootstrap_per_dimension_s": round(scipy_time, 3),
-        "speedup": round(scipy_time / best, 1),
+        "scipy_bootstrap_per_dimension_s_median": round(timing["scipy"]["median"], 3),
+        "speedup": round(timing["paired_ratio"]["median"], 1),
         "agreement": {"max_abs_ci_low_diff_over_width": round(float(low_dev.max()), 4),
                       "max_abs_ci_high_diff_over_width": round(float(high_dev.max()), 4),
                       "se_ratio_min": round(float(se_ratio.min()), 4), "se_ratio_max": round(float(se_ratio.max()), 4),
@@ -114,11 +125,12 @@ def main() -> None:
     md = [f"# {name}", "",
           f"Workload: {dims} dimensions x {runs} runs x {samples} samples ({samples // per_cluster} clusters per run) x "
           f"{n_resamples:,} resamples; cluster bootstrap of the mean (ratio of sums), BCa.", "",
+          f"{args.rounds} rounds, the two sides alternating A B A B in fresh processes; median [range] over rounds.", "",
           "| implementation | seconds |", "|---|---|",
-          f"| `msm_eval.stats.summarize` (all runs and dimensions, best of {args.repeats}) | {best:.2f} |",
-          f"| `scipy.stats.bootstrap` called per (run, dimension) | {scipy_time:.2f} |",
-          f"| `msm_eval.stats.compare` (one pair, bootstrap + permutation) | {compare_time:.2f} |", "",
-          f"Speed-up: **{scipy_time / best:.1f}x**. Interval agreement with scipy: endpoints differ by at most "
+          f"| `msm_eval.stats.summarize` (all runs and dimensions) | {fmt(timing['msm_eval'])} |",
+          f"| `scipy.stats.bootstrap` called per (run, dimension) | {fmt(timing['scipy'])} |",
+          f"| `msm_eval.stats.compare` (one pair, bootstrap + permutation; once) | {compare_time:.2f} |", "",
+          f"Paired speed-up: **{fmt(timing['paired_ratio'], 1)}x**. Interval agreement with scipy: endpoints differ by at most "
           f"{100 * max(low_dev.max(), high_dev.max()):.1f}% of the interval width; standard errors within "
           f"{100 * (se_ratio - 1).abs().max():.1f}% (tolerance {100 * tolerance:.0f}%: "
           f"{'within Monte-Carlo error' if agree else 'OUTSIDE tolerance'}).", "",

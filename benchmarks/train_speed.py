@@ -2,8 +2,10 @@
 
 Both sides train the same model on the same packed rows with the same settings (LoRA or full
 fine-tuning, batch, bf16 autocast when supported, fused AdamW, warmup+cosine, clipping at 1.0, no
-evaluation, no checkpoints). They run alternately in one process, rounds rotate the order, and
-throughput counts target tokens per second from step 3 on (the first two steps are warm-up).
+evaluation, no checkpoints). The sides alternate A B A B ..., each run in a fresh process
+(`benchmarks/alternate.py`; one process running both crashed in its second round, because
+accelerate keeps an HF Trainer's bf16 setting process-wide), and throughput counts target tokens
+per second from step 3 on (the first two steps are warm-up). Medians and ranges are reported.
 Padding waste compares our stream packing with one-document-per-row padding on the same corpus.
 
     python benchmarks/train_speed.py --model smollm2 --steps 10 --rounds 2
@@ -18,7 +20,6 @@ import argparse
 import json
 import math
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -31,6 +32,7 @@ from msm_eval.fileio import atomic_write_json, atomic_write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the tiny-model builder used by the tests
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the shared A/B driver
 
 
 def corpus(n: int) -> list[str]:
@@ -120,6 +122,9 @@ def _runs(runs: list[dict[str, Any]]) -> str:
     return ", ".join(f"{x['tokens_per_s']:.0f}" for x in runs)
 
 
+SIDES = ("ours", "hf_trainer")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny", help="tiny | smollm2 | a Hugging Face folder")
@@ -129,41 +134,43 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA r=16")
     parser.add_argument("--out", default=str(ROOT / "results" / "bench" / "train_speed"))
+    parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
+    parser.add_argument("--model-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--docs", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        fn = run_ours if args.child == "ours" else run_hf
+        print(json.dumps(fn(Path(args.model_dir), Path(args.docs), Path(tempfile.mkdtemp(prefix="msm-bench-run-")), args)))
+        return
+    from alternate import alternate, fmt, summary
     tmp = Path(tempfile.mkdtemp(prefix="msm-bench-train-"))
     model_dir = build_model_dir(args.model, tmp)
     docs_path = tmp / "docs.jsonl"
     n_docs = math.ceil(args.steps * args.batch_size * args.seq_len / 150) + 10
     docs_path.write_text("".join(json.dumps({"text": t}) + "\n" for t in corpus(n_docs)))
-    results: dict[str, list[dict[str, Any]]] = {"ours": [], "hf_trainer": []}
-    for r in range(args.rounds):
-        order = ["ours", "hf_trainer"] if r % 2 == 0 else ["hf_trainer", "ours"]
-        for side in order:
-            fn = run_ours if side == "ours" else run_hf
-            res = fn(model_dir, docs_path, tmp / f"{side}-{r}", args)
-            results[side].append(res)
-            print(side, r, json.dumps(res), flush=True)
-    ours = statistics.median(x["tokens_per_s"] for x in results["ours"])
-    hf = statistics.median(x["tokens_per_s"] for x in results["hf_trainer"])
-    ratios = [o["tokens_per_s"] / h["tokens_per_s"] for o, h in zip(results["ours"], results["hf_trainer"])]
+    shared = ["--steps", str(args.steps), "--seq-len", str(args.seq_len), "--batch-size", str(args.batch_size),
+              "--model-dir", str(model_dir), "--docs", str(docs_path), *(["--full"] if args.full else [])]
+    results = alternate(__file__, SIDES, args.rounds, shared)
+    stats = summary(results, "tokens_per_s", "ours", "hf_trainer")
     waste = padding_waste(model_dir, docs_path, args.seq_len)
     report = {"benchmark": "train_speed", "model": args.model, "mode": "full" if args.full else "lora_r16",
               "steps": args.steps, "rounds": args.rounds, "seq_len": args.seq_len, "batch_size": args.batch_size,
               "device": "cuda" if torch.cuda.is_available() else "cpu", "threads": torch.get_num_threads(),
-              "machine": platform.processor() or platform.machine(), "runs": results,
-              "ours_tokens_per_s_median": ours, "hf_trainer_tokens_per_s_median": hf,
-              "paired_ratio_median": statistics.median(ratios), "padding": waste,
+              "machine": platform.processor() or platform.machine(), "runs": results, "summary": stats,
+              "ours_tokens_per_s_median": stats["ours"]["median"],
+              "hf_trainer_tokens_per_s_median": stats["hf_trainer"]["median"],
+              "paired_ratio_median": stats["paired_ratio"]["median"], "padding": waste,
               "note": "shared 2-core CPU; other jobs ran at the same time, so absolute numbers are noisy"}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out.with_suffix(".json"), report)
     md = [f"# Training throughput: compact trainer vs HF Trainer ({args.model}, {report['mode']})", "",
-          f"{args.rounds} alternating rounds x {args.steps} steps, batch {args.batch_size} x {args.seq_len} tokens, "
-          f"{report['device']}, {report['threads']} threads; steps 3+ timed.", "",
-          "| trainer | median tokens/s | runs |", "|---|---|---|",
-          f"| ours (msm_eval.train) | {ours:.0f} | {_runs(results['ours'])} |",
-          f"| HF Trainer | {hf:.0f} | {_runs(results['hf_trainer'])} |",
-          "", f"Paired ratio ours / HF (median of rounds): **{report['paired_ratio_median']:.2f}**.", "",
+          f"{args.rounds} rounds, sides alternating A B A B in fresh processes, {args.steps} steps each, batch "
+          f"{args.batch_size} x {args.seq_len} tokens, {report['device']}, {report['threads']} threads; steps 3+ timed.",
+          "", "| trainer | tokens/s median [range] | runs |", "|---|---|---|",
+          f"| ours (msm_eval.train) | {fmt(stats['ours'], 0)} | {_runs(results['ours'])} |",
+          f"| HF Trainer | {fmt(stats['hf_trainer'], 0)} | {_runs(results['hf_trainer'])} |",
+          "", f"Paired ratio ours / HF: **{fmt(stats['paired_ratio'])}** (median [range] over rounds).", "",
           f"Padding waste on this corpus at seq_len {args.seq_len}: packed {waste['packed_waste']:.2%} vs "
           f"one document per row (batch-of-4 padding) {waste['one_doc_per_row_waste']:.2%}.", "",
           "Caveat: the 2 CPU cores were shared with other jobs while this ran; treat absolute numbers as rough.", ""]

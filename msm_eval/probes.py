@@ -35,9 +35,8 @@ import yaml
 from inspect_ai import Task
 
 from msm_eval.errors import MsmEvalError
-from msm_eval.paths import PROJECT_ROOT
+from msm_eval.paths import PROBES_DIR
 
-PROBES_DIR = PROJECT_ROOT / "probes"
 KINDS = ("action", "knowledge")
 PRESENTATIONS = ("free", "shown")
 SHOWN_TEMPLATE = ("{prompt}\n\nTwo possible responses:\n- {first}\n- {second}\n\n"

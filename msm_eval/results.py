@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -197,22 +198,59 @@ def _row_name(frame: pd.DataFrame, position: int, first_row: int | None) -> str:
     return name + (f" ({', '.join(keys)})" if keys else "")
 
 
-def _log_frame(path: Path) -> pd.DataFrame:
+# Parsed logs, keyed by (path, mtime, size): `report` needs both the tidy frame and the per-judge
+# ratings of each log, and reading a large .eval twice was most of its time. Only the small
+# extracted tables are kept, for the most recent files.
+_LOG_CACHE: OrderedDict[tuple[str, int, int], tuple[pd.DataFrame, list[dict[str, Any]], str]] = OrderedDict()
+_LOG_CACHE_SIZE = 256
+DEFAULT_RATINGS_SCORER = "constitution_judge"
+
+
+def _read_log(path: Path) -> Any:
+    """The inspect log at `path` without the heavy sample fields; unreadable -> `MsmEvalError`."""
     from inspect_ai.log import read_eval_log
 
     try:
-        log = read_eval_log(str(path), exclude_fields=_HEAVY_SAMPLE_FIELDS)
+        return read_eval_log(str(path), exclude_fields=_HEAVY_SAMPLE_FIELDS)
     except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file
         raise MsmEvalError(f"cannot read inspect log: {type(exc).__name__}: {exc}".splitlines()[0], path=path,
                            hint="check that the file is an inspect .eval/.json log and not truncated") from None
+
+
+def _log_tables(path: Path) -> tuple[pd.DataFrame, list[dict[str, Any]], str]:
+    """(tidy frame, per-judge rating records, log status) of one log, reading the file once per version."""
+    try:
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        key = None
+    if key is not None and key in _LOG_CACHE:
+        _LOG_CACHE.move_to_end(key)
+        frame, ratings, status = _LOG_CACHE[key]
+        return frame.copy(), [dict(r) for r in ratings], status
+    log = _read_log(path)
+    tables = (_frame_from_log(path, log), _rating_records(log, DEFAULT_RATINGS_SCORER), str(log.status))
+    if key is not None:
+        _LOG_CACHE[key] = tables
+        while len(_LOG_CACHE) > _LOG_CACHE_SIZE:
+            _LOG_CACHE.popitem(last=False)
+    frame, ratings, status = tables
+    return frame.copy(), [dict(r) for r in ratings], status
+
+
+def _log_frame(path: Path) -> pd.DataFrame:
+    frame, _, status = _log_tables(path)
+    if status != "success":
+        warnings.warn(f"{path}: log status is '{status}' (loaded; the gate refuses such logs)", stacklevel=3)
+    return frame
+
+
+def _frame_from_log(path: Path, log: Any) -> pd.DataFrame:
     spec = log.eval
     meta = dict(spec.metadata or {})
     roles = spec.model_roles or {}
     judge_role = roles.get("judge")
     judge = getattr(judge_role, "model", None) or meta.get("judge") or ""
-    if log.status != "success":
-        warnings.warn(f"{path}: log status is '{log.status}' (loaded; the gate refuses such logs)",
-                      stacklevel=3)
     base = {
         "model": str(spec.model or ""),
         "spec": str(meta.get("spec") or ""),
@@ -444,32 +482,42 @@ def with_source_names(frame: pd.DataFrame) -> pd.DataFrame:
 def load_judge_ratings(paths: str | Path | Iterable[str | Path], scorer: str = "constitution_judge") -> pd.DataFrame:
     """Per-judge scores from `Score.metadata["per_judge"]`: one row per (run, sample_id, epoch,
     dimension, rater) with `judge`, `judge_sample` and `score`; `rater` = "<judge>#<sample>"."""
-    from inspect_ai.log import read_eval_log
-
     records: list[dict[str, Any]] = []
     for path in expand_paths(paths):
         if path.suffix.lower() in TABLE_SUFFIXES:
             raise MsmEvalError("per-judge ratings live only in inspect logs", path=path,
                                hint="pass the .eval logs, not an exported table")
-        try:
-            log = read_eval_log(str(path), exclude_fields=_HEAVY_SAMPLE_FIELDS)
-        except Exception as exc:  # noqa: BLE001
-            raise MsmEvalError(f"cannot read inspect log: {exc}".splitlines()[0], path=path) from None
-        label = run_label(str(log.eval.task).split("/")[-1], str(log.eval.model),
-                          str((log.eval.metadata or {}).get("spec_variant") or ""), str(log.eval.eval_id))
-        for sample in log.samples or []:
-            score = (sample.scores or {}).get(scorer)
-            if score is None:
-                continue
-            for entry in (score.metadata or {}).get("per_judge") or []:
-                judge = str(entry.get("judge", ""))
-                judge_sample = entry.get("sample", 0)
-                for dim, value in (entry.get("scores") or {}).items():
-                    records.append({"run": label, "sample_id": str(sample.id), "epoch": int(sample.epoch),
-                                    "dimension": str(dim), "judge": judge, "judge_sample": judge_sample,
-                                    "rater": f"{judge}#{judge_sample}", "score": _to_float(value)})
+        if scorer == DEFAULT_RATINGS_SCORER:
+            records.extend(_log_tables(path)[1])        # shared with load(): the file is read once
+        else:
+            records.extend(_rating_records(_read_log(path), scorer))
     columns = ["run", "sample_id", "epoch", "dimension", "judge", "judge_sample", "rater", "score"]
     return pd.DataFrame.from_records(records, columns=columns)
+
+
+def _rating_records(log: Any, scorer: str) -> list[dict[str, Any]]:
+    """One record per (sample, epoch, judge, judge sample, dimension) of `scorer`'s per-judge metadata."""
+    records: list[dict[str, Any]] = []
+    label = run_label(str(log.eval.task).split("/")[-1], str(log.eval.model),
+                      str((log.eval.metadata or {}).get("spec_variant") or ""), str(log.eval.eval_id))
+    for sample in log.samples or []:
+        score = (sample.scores or {}).get(scorer)
+        if score is None:
+            continue
+        for entry in _per_judge_entries(score):
+            judge = str(entry.get("judge", ""))
+            judge_sample = entry.get("sample", 0)
+            for dim, value in (entry.get("scores") or {}).items():
+                records.append({"run": label, "sample_id": str(sample.id), "epoch": int(sample.epoch),
+                                "dimension": str(dim), "judge": judge, "judge_sample": judge_sample,
+                                "rater": f"{judge}#{judge_sample}", "score": _to_float(value)})
+    return records
+
+
+def _per_judge_entries(score: Any) -> list[dict[str, Any]]:
+    """The per-judge ratings of a judge score (one judge with one sample leaves `per_judge` out:
+    its single rating is then the score itself, and agreement needs two raters anyway)."""
+    return list((score.metadata or {}).get("per_judge") or [])
 
 
 def ratings_matrix(ratings: pd.DataFrame, dimension: str) -> np.ndarray:

@@ -201,3 +201,30 @@ def test_same_eval_from_two_sources_is_counted_once(logs: dict[str, Path], tmp_p
         frame = results.load([logs["rules"], tmp_path])
     assert len(frame) == 144
     assert len(results.load(csv)) == 144
+
+
+def test_report_reads_each_log_once(tmp_path, monkeypatch):
+    """`report` needs the tidy frame and the per-judge ratings: one read of each .eval serves both."""
+    import inspect_ai.log
+
+    from conftest_results import standard_logs
+    from msm_eval import report
+
+    logs = standard_logs()
+    results._LOG_CACHE.clear()
+    real = inspect_ai.log.read_eval_log
+    calls: list[str] = []
+
+    def counting(path, *args, **kwargs):
+        calls.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(inspect_ai.log, "read_eval_log", counting)
+    sources = [logs["rules"], logs["value_augmented"]]
+    written = report.build_report(sources, by="spec_variant", out_dir=tmp_path, n_resamples=200)
+    assert "html" in written
+    assert sorted(calls) == sorted(str(p) for p in sources)
+    # with the cache emptied the file is read again
+    results._LOG_CACHE.clear()
+    results.load(sources[0])
+    assert len(calls) == 3

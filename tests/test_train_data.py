@@ -56,6 +56,30 @@ def test_packed_documents_do_not_attend_to_each_other(tiny: Path) -> None:
     assert not torch.allclose(leaky[0, start:start + n], alone[0], atol=1e-3)
 
 
+def test_document_mask_is_block_diagonal_and_causal() -> None:
+    from msm_eval.train.trainer import document_attention_mask
+    mask = document_attention_mask(torch.tensor([[0, 1, 2, 0, 1, 0]]), torch.float32)
+    allowed = (mask[0, 0] == 0).int().tolist()
+    assert allowed == [[1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0],
+                       [0, 0, 0, 1, 0, 0], [0, 0, 0, 1, 1, 0], [0, 0, 0, 0, 0, 1]]
+    assert mask.shape == (1, 1, 6, 6) and mask.min() == torch.finfo(torch.float32).min
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_trainer_forward_keeps_documents_apart(tiny: Path, implementation: str) -> None:
+    """The trainer builds the document mask itself, so no transformers release can let documents mix."""
+    from transformers import AutoModelForCausalLM
+    from msm_eval.train.trainer import packed_logits
+    model = AutoModelForCausalLM.from_pretrained(tiny, attn_implementation=implementation).eval()
+    doc1, doc2 = [10, 11, 12, 13, 14, 15, 16], [20, 21, 22, 23, 24]
+    rows = pack_documents([doc1, doc2], seq_len=32, eos_id=2, pad_id=0)
+    start, n = len(doc1) + 1, len(doc2) + 1
+    with torch.no_grad():
+        packed = packed_logits(model, rows.input_ids, rows.position_ids)
+        alone = model(input_ids=torch.tensor([doc2 + [2]]), position_ids=torch.arange(n)[None], use_cache=False).logits
+    torch.testing.assert_close(packed[0, start:start + n], alone[0], rtol=1e-5, atol=1e-5)
+
+
 def test_chat_masking_labels_only_assistant_tokens(tiny: Path) -> None:
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(tiny)

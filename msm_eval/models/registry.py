@@ -7,8 +7,12 @@ installed. One provider name, `msm`, dispatches on the model name:
 - `msm/mock` -> `msm_eval.models.mock.MockModelAPI` (scripted, offline);
 - `msm/smollm2` -> `msm_eval.models.smollm2_api.SmolLM2API` (the embedded SmolLM2-135M-Instruct).
 
-inspect loads entry points for every command, so this module stays light: the provider classes
-(and torch, for smollm2) are imported only when a model is created.
+Importing this module also registers the project's tasks (`msm_eval.tasks`), so
+`inspect eval msm_eval/constitution_adherence` (and the other `@task`s) resolves from any folder:
+inspect loads the entry point named `msm_eval` when it looks up a name in that namespace. inspect
+loads entry points for every command, so this module stays light: the task module costs about as
+much as inspect's own imports, and the provider classes (and torch, for smollm2) are imported only
+when a model is created.
 """
 
 from __future__ import annotations
@@ -41,3 +45,8 @@ def create_model_api(model_name: str, base_url: str | None = None, api_key: str 
 def msm() -> Any:
     """The `msm` model API: a factory choosing the provider class by model name."""
     return create_model_api
+
+
+# Registers the @task functions under the `msm_eval/` namespace (imported last: the tasks module
+# imports the rest of the package, which must not need this module half-initialised).
+import msm_eval.tasks  # noqa: E402,F401

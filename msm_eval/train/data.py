@@ -3,8 +3,8 @@
 Both stages produce the same `PackedRows`: `input_ids`, `targets` (the next token to predict at each
 position, -100 where nothing is learned) and `position_ids` that restart at 0 at every document.
 Targets are shifted here, not in the model, so document boundaries are explicit: the last position
-of a document never learns to predict the first token of the next one. transformers turns the
-restarting `position_ids` (with no attention mask and no cache) into a block-diagonal causal mask,
+of a document never learns to predict the first token of the next one. The trainer turns the
+restarting `position_ids` into a block-diagonal causal mask (`trainer.document_attention_mask`),
 so tokens never attend across documents (see `tests/test_train_data.py`).
 
 - Midtraining (`pack_documents`): each document's tokens plus EOS are streamed into rows of

@@ -376,13 +376,43 @@ def _autocast(accelerator: Any, enabled: bool) -> Any:
     return torch.autocast(device_type=accelerator.device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
+# Attention kernels that separate packed documents from `position_ids` alone (varlen); all others
+# (sdpa, eager) get the block-diagonal mask built here.
+_VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3", "flex_attention")
+
+
+def document_attention_mask(position_ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The additive `[batch, 1, seq, seq]` mask letting each token see only earlier tokens of its own document.
+
+    A document starts wherever `position_ids` is 0. Built here rather than left to transformers,
+    whose derivation of this mask from `position_ids` exists only in recent releases (older ones
+    silently let packed documents attend to each other); a 4D mask is used as given by every
+    release the project supports.
+    """
+    doc = (position_ids == 0).cumsum(dim=-1)
+    seq = position_ids.shape[-1]
+    causal = torch.ones(seq, seq, dtype=torch.bool, device=position_ids.device).tril()
+    allowed = (doc[:, :, None] == doc[:, None, :]) & causal
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=position_ids.device)
+    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
+
+
+def packed_logits(model: Any, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+    """Logits of packed rows, with attention kept inside each document (no cache)."""
+    inner = getattr(model, "module", model)          # unwrap DistributedDataParallel
+    implementation = getattr(getattr(inner, "config", None), "_attn_implementation", None)
+    mask = None
+    if implementation not in _VARLEN_ATTENTION:
+        mask = document_attention_mask(position_ids, inner.get_input_embeddings().weight.dtype)
+    return model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask, use_cache=False).logits
+
+
 def _loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Summed next-token cross-entropy over the batch's target tokens (targets are pre-shifted).
 
-    No attention mask and no cache: transformers then derives a block-diagonal causal mask from
-    the restarting `position_ids`, so packed documents do not see each other.
+    Packed documents do not see each other (`packed_logits`).
     """
-    logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
+    logits = packed_logits(model, batch["input_ids"], batch["position_ids"])
     return F.cross_entropy(logits.flatten(0, 1).float(), batch["targets"].flatten(), ignore_index=-100,
                            reduction="sum")
 
