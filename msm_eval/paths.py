@@ -11,6 +11,7 @@ RUBRICS_DIR = PROJECT_ROOT / "rubrics"
 SCENARIOS_DIR = PROJECT_ROOT / "scenarios"
 RESULTS_DIR = PROJECT_ROOT / "results"
 CONFIGS_DIR = PROJECT_ROOT / "configs"
+VALIDATION_DIR = PROJECT_ROOT / "validation"
 
 
 def cache_dir() -> Path:
