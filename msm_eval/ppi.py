@@ -19,7 +19,9 @@ terms summed per cluster (with a C/(C-1) correction) and a t quantile with C - 1
 (labels drawn with different rates per stratum, as the labelling sheet does by judge score), the
 estimate is the stratum-size-weighted sum of per-stratum PPI estimates (each stratum's labels must
 be a uniform draw within it); its variance adds the randomness of the stratum shares (strata are
-fixed cells of the judge score, so their sizes vary between scenario draws).
+fixed cells of the judge score, so their sizes vary between scenario draws). A stratum with fewer
+than two labels is merged into its neighbour in score order (`collapse_strata`; method suffix
+`_collapsed`), which is exact only when the merged strata were labelled at the same rate.
 """
 
 from __future__ import annotations
@@ -86,17 +88,19 @@ def ppi_mean(judge: Sequence[float] | np.ndarray, human: Sequence[float] | np.nd
         human: the human score of the same samples, NaN where the sample is not labelled.
         clusters: cluster of each sample (clustered variance, t with C - 1 df); None = independent.
         strata: stratum of each sample when labels were drawn at different rates per stratum.
-        lam: fixed power-tuning parameter (1 = PPI, 0 = human only); None = tuned per stratum.
+        lam: fixed power-tuning parameter (1 = PPI, 0 = human only); None = tuned (one value for all strata).
         level: confidence level.
     """
     if not 0 < level < 1:
         raise MsmEvalError(f"level must be in (0, 1), got {level}", field="level")
     f, y = _as_arrays(judge, human)
     labelled = np.isfinite(y)
-    groups = np.zeros(f.size, dtype=int) if strata is None else np.unique(
-        np.asarray([str(s) for s in strata]), return_inverse=True)[1]
     if strata is not None and len(strata) != f.size:
         raise MsmEvalError("strata must have one entry per sample", field="strata")
+    groups, collapsed = (np.zeros(f.size, dtype=int), False) if strata is None else collapse_strata(strata, labelled)
+    # one lam for all strata: tuned per stratum it would rest on a handful of labels and its noise
+    # would go unaccounted for in the interval
+    global_lam = tuned_lambda(y[labelled], f[labelled], f[~labelled])
     estimate = 0.0
     influence = np.zeros(f.size)
     lams = []
@@ -110,7 +114,7 @@ def ppi_mean(judge: Sequence[float] | np.ndarray, human: Sequence[float] | np.nd
             return _empty(int(labelled.sum()), int((~labelled).sum()),
                           "too_few_labels" if strata is None else "too_few_labels_in_a_stratum")
         share = in_g.sum() / total
-        lam_g = tuned_lambda(y[lab], f[lab], f[unl]) if lam is None else float(lam)
+        lam_g = global_lam if lam is None else float(lam)
         if big_n == 0:
             lam_g = 0.0
         lams.append(lam_g)
@@ -142,10 +146,45 @@ def ppi_mean(judge: Sequence[float] | np.ndarray, human: Sequence[float] | np.nd
         quantile = float(sps.t.ppf(0.5 + level / 2, df=n_clusters - 1))
         method = ("ppi++" if lam is None else "ppi") + "_clustered"
     if strata is not None:
-        method += "_stratified"
+        method += "_stratified" + ("_collapsed" if collapsed else "")
     return PPIResult(estimate=float(estimate), se=se, ci_low=float(estimate - quantile * se),
                      ci_high=float(estimate + quantile * se), lam=float(np.mean(lams)), n_labelled=n_lab,
                      n_unlabelled=n_unl, clusters=n_clusters, method=method)
+
+
+def _order_key(label: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(label.lstrip("s")), label)
+    except ValueError:
+        return (1, 0.0, label)
+
+
+def collapse_strata(strata: Sequence[Any], labelled: np.ndarray, min_labels: int = 2) -> tuple[np.ndarray, bool]:
+    """Stratum codes after merging each stratum with fewer than `min_labels` labels into its
+    neighbour in score order (`s-3` < ... < `s+3`; numeric labels sort by value) until every
+    stratum has enough; returns (codes, whether anything was merged). Merging strata whose label
+    rates differ weights their labels as if drawn at one rate: a small bias the method name flags."""
+    names = np.asarray([str(s) for s in strata])
+    order = sorted(set(names), key=_order_key)
+    counts = [int(labelled[names == name].sum()) for name in order]
+    blocks = [[name] for name in order]
+    merged = False
+    while len(blocks) > 1:
+        sizes = [sum(counts[order.index(n)] for n in block) for block in blocks]
+        small = next((i for i, size in enumerate(sizes) if size < min_labels), None)
+        if small is None:
+            break
+        if small == len(blocks) - 1:
+            neighbour = small - 1
+        elif small == 0:
+            neighbour = 1
+        else:
+            neighbour = small - 1 if sizes[small - 1] <= sizes[small + 1] else small + 1
+        low, high = sorted((small, neighbour))
+        blocks[low:high + 1] = [blocks[low] + blocks[high]]
+        merged = True
+    code_of = {name: i for i, block in enumerate(blocks) for name in block}
+    return np.asarray([code_of[name] for name in names]), merged
 
 
 def _empty(n_lab: int, n_unl: int, method: str) -> PPIResult:

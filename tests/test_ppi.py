@@ -113,3 +113,17 @@ def test_bad_input_is_a_clear_error():
         ppi_mean([1.0, np.nan, 0.0], [1.0, 2.0, np.nan])
     with pytest.raises(MsmEvalError, match="level"):
         ppi_mean([1.0, 2.0, 3.0], [1.0, 2.0, np.nan], level=1.5)
+
+
+def test_strata_with_too_few_labels_are_collapsed_into_neighbours():
+    from msm_eval.ppi import collapse_strata
+
+    strata = ["s-1"] * 4 + ["s+0"] * 4 + ["s+1"] * 4 + ["s+3"] * 4
+    labelled = np.array([1, 1, 0, 0, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0], dtype=bool)
+    codes, merged = collapse_strata(strata, labelled)
+    # s+0 (1 label) joins s-1 (its smaller neighbour by labels), s+3 (0 labels) joins s+1
+    assert merged and list(codes) == [0] * 8 + [1] * 8
+    judge = np.arange(16, dtype=float)
+    human = np.where(labelled, judge + 1, np.nan)
+    assert ppi_mean(judge, human, strata=strata).method.endswith("_stratified_collapsed")
+    assert collapse_strata(["a", "a", "b", "b"], np.array([1, 1, 1, 1], dtype=bool))[1] is False
