@@ -205,3 +205,54 @@ def agreement_markdown(table: pd.DataFrame, level: float) -> str:
         lines.append(f"| {row['dimension']} | {row['items']} | {row['n']} | {ci(row, 'alpha')} | {ci(row, 'spearman')} | "
                      f"{ci(row, 'bias')} | {row['human_null_share']:.2f} |")
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- report / compare sections
+
+def write_ppi_report(paths: Any, sheet: str | Path, out_dir: str | Path, by: str | list[str] = "run", *,
+                     level: float = 0.95) -> dict[str, Path]:
+    """The `report --labels` section: ppi.md and ppi.csv (judge-only next to prediction-powered
+    means per group and dimension) in `out_dir`."""
+    from msm_eval.fileio import atomic_write_text
+    from msm_eval.results import load, write_frame
+
+    frame = paths.copy() if isinstance(paths, pd.DataFrame) else load(paths)
+    keys = [k.strip() for k in by.split(",") if k.strip()] if isinstance(by, str) else list(by)
+    table = ppi_table(frame, sheet, keys, level=level)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return {"ppi_markdown": atomic_write_text(out / "ppi.md", "# Prediction-powered means\n\n" +
+                                              ppi_markdown(table, keys, level)),
+            "ppi_csv": write_frame(table, out / "ppi.csv")}
+
+
+def _single_run(source: Any, by: str, side: str) -> str:
+    from msm_eval.results import load
+
+    labels = sorted(set(load(source)[by].astype(str)))
+    if len(labels) != 1:
+        raise MsmEvalError(f"the {side} source holds {len(labels)} values of {by!r}", field=side,
+                           hint=f"name it with --{side}-run")
+    return labels[0]
+
+
+def write_ppi_comparison(baseline: Any, candidate: Any, sheet: str | Path, out_dir: str | Path, *,
+                         baseline_run: str | None = None, candidate_run: str | None = None, by: str = "run",
+                         level: float = 0.95) -> dict[str, Path]:
+    """The `compare --labels` section: ppi_comparison.md / .csv (judge-only next to
+    prediction-powered paired deltas per dimension) in `out_dir`."""
+    from msm_eval.fileio import atomic_write_text
+    from msm_eval.results import load, write_frame
+
+    sources = [baseline] + ([candidate] if candidate is not None else [])
+    frame = load(sources)
+    base = baseline_run or _single_run(baseline, by, "baseline")
+    cand = candidate_run or (_single_run(candidate, by, "candidate") if candidate is not None else None)
+    if cand is None:
+        raise MsmEvalError("no candidate: pass a candidate source or --candidate-run", field="candidate")
+    table = ppi_comparison(frame, sheet, base, cand, by=by, level=level)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return {"ppi_markdown": atomic_write_text(out / "ppi_comparison.md", "# Prediction-powered paired deltas\n\n" +
+                                              comparison_markdown(table, base, cand, level)),
+            "ppi_csv": write_frame(table, out / "ppi_comparison.csv")}

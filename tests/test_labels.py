@@ -165,3 +165,20 @@ def test_labels_cli_round_trip(judged, tmp_path):
                  "--resamples", "200"]) == 0
     assert (tmp_path / "cal" / "ppi.csv").is_file() and (tmp_path / "cal" / "agreement.csv").is_file()
     assert main(["labels", "import", str(tmp_path), str(filled)]) == 2      # not a sheet folder
+
+
+def test_report_and_compare_show_prediction_powered_results_with_labels(judged, tmp_path, capsys):
+    from msm_eval.cli import main
+
+    sheet = tmp_path / "sheet"
+    export_sheet(judged["logs"], sheet, per_dimension=5, seed=2, dimensions=DIMS)
+    import_labels(sheet, fill(sheet, judged["truth"], tmp_path / "ann.csv"))
+    out = tmp_path / "report"
+    assert main(["report", str(judged["logs"]), "--out", str(out), "--labels", str(sheet), "--resamples", "200"]) == 0
+    assert (out / "summary.md").is_file() and (out / "ppi.csv").is_file()
+    assert "prediction-powered" in capsys.readouterr().out
+    runs = sorted(load(judged["logs"])["run"].unique())
+    assert main(["compare", str(judged["logs"]), "--baseline-run", runs[0], "--candidate-run", runs[1],
+                 "--out", str(tmp_path / "cmp"), "--labels", str(sheet), "--resamples", "200"]) == 0
+    table = pd.read_csv(tmp_path / "cmp" / "ppi_comparison.csv")
+    assert set(table["dimension"]) == set(DIMS) and {"judge_delta_mean", "ppi_delta_mean"} <= set(table.columns)
