@@ -65,6 +65,7 @@ PROBES_DIR = data_dir("probes")
 VALIDATION_DIR = data_dir("validation")
 RESULTS_DIR = PROJECT_ROOT / "results"
 CONFIGS_DIR = PROJECT_ROOT / "configs"
+VALIDATION_DIR = PROJECT_ROOT / "validation"
 
 
 def cache_dir() -> Path:

@@ -272,6 +272,11 @@ def _frame_from_log(path: Path, log: Any) -> pd.DataFrame:
                 if (score.metadata or {}).get("judge_mode")}
         if len(used) == 1:
             base["judge_mode"] = used.pop()
+    rejudged = _rejudged(samples, judge_role, base["judge_mode"])
+    if rejudged is not None:   # re-scored with `inspect score`: the header still names the first judge
+        base["judge"], base["judge_mode"] = rejudged
+        base["eval_id"] = f"{spec.eval_id}@{base['judge']}:{base['judge_mode']}"
+        base["run"] += f"@{base['judge']}:{base['judge_mode']}"
     # every dimension each scorer produced anywhere in this log, so failed samples get all of them
     dims_by_scorer: dict[str, list[str]] = {}
     for sample in samples:
@@ -327,6 +332,24 @@ def _rollout_mode(sample_metadata: dict[str, Any], scores: dict[str, Any]) -> st
         mode = next((s.metadata.get("rollout_mode") for s in scores.values()
                      if isinstance(getattr(s, "metadata", None), dict) and s.metadata.get("rollout_mode")), None)
     return str(mode) if mode else ROLLOUT_MODE_UNKNOWN
+
+
+def _rejudged(samples: Sequence[Any], judge_role: Any, header_mode: str) -> tuple[str, str] | None:
+    """(judge, judge_mode) recorded in the rubric judge's scores when they differ from the log
+    header's, which `inspect score --model-role judge=...` leaves unchanged; else None."""
+    roles = judge_role if isinstance(judge_role, list) else [judge_role] if judge_role is not None else []
+    header = [str(getattr(role, "model", role)) for role in roles]
+    for sample in samples:
+        score = (sample.scores or {}).get("constitution_judge")
+        entries = (score.metadata or {}).get("per_judge") if score is not None else None
+        if not entries:
+            continue
+        names = list(dict.fromkeys(str(e.get("judge", "")) for e in entries))
+        mode = str((score.metadata or {}).get("judge_mode") or header_mode)
+        if (header and names != header) or mode != header_mode:
+            return ",".join(names), mode
+        return None
+    return None
 
 
 def run_label(task: str, model: str, spec_variant: str, eval_id: str) -> str:

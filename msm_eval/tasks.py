@@ -254,3 +254,17 @@ def spec_probe(items: str | None = None, model_path: str | None = None, presenta
     # relative paths mean the shell's working directory (inspect runs task files from their folder)
     return build_spec_probe(items=user_path(items), model_path=user_path(model_path), presentation=presentation,
                             kinds=kinds, batch_size=batch_size, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------- judge_validation
+@task
+def judge_validation(validation: str | None = None, selection: str | None = None, judge_mode: str = "answer",
+                     judge_samples: int = 1, rubric: str = "constitution", judge_max_chars: int | None = None) -> Task:
+    """Is the judge right? Replays the validation transcripts (validation/) to the bound judge.
+
+    Run with `--model none/none --model-role judge=<judge>`; analyse with `msm-eval judge-validate`.
+    `selection`: dimension:a,b | kind:x | setting:x | id:a,b (clauses joined by ';').
+    """
+    from msm_eval.judge_validation import validation_task
+    return validation_task(validation=user_path(validation), selection=selection, judge_mode=judge_mode,
+                           judge_samples=judge_samples, rubric=rubric, judge_max_chars=judge_max_chars)

@@ -22,6 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="multiplicity correction across dimensions (default holm)")
     parser.add_argument("--out", default=None, help="output folder for md/tex/csv/json/html/png")
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON on stdout")
+    parser.add_argument("--labels", default=None,
+                        help="labelling-sheet folder with imported human labels: adds judge-only vs prediction-powered "
+                             "paired deltas (ppi_comparison.md, .csv)")
     add_stats_options(parser)
     parser.set_defaults(func=_run)
 
@@ -60,10 +63,18 @@ def _run(args: argparse.Namespace) -> int:
                                    correction=correction)
         for line in legend:  # labels in words and warnings; stderr keeps --json output parseable
             print(line, file=sys.stderr if args.json else sys.stdout)
+        if args.labels:
+            from msm_eval.calibration import write_ppi_comparison
+
+            written.update(write_ppi_comparison(args.baseline, args.candidate, args.labels, args.out or scratch,
+                                                baseline_run=args.baseline_run, candidate_run=args.candidate_run,
+                                                by=args.by, level=args.level))
         if args.json:
             print(json.dumps(json.loads(written["json"].read_text(encoding="utf-8")), indent=2))
         else:
             print(written["markdown"].read_text(encoding="utf-8"))
+            if "ppi_markdown" in written:
+                print(written["ppi_markdown"].read_text(encoding="utf-8"))
         if args.out:
             for kind, path in written.items():
                 print(f"{kind:>9}: {path}", file=sys.stderr if args.json else sys.stdout)

@@ -22,6 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "comma-separated; 'spec' keeps spec variants apart (default run)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--title", default="msm-eval report")
+    parser.add_argument("--labels", default=None,
+                        help="labelling-sheet folder with imported human labels: adds judge-only vs prediction-powered "
+                             "means (ppi.md, ppi.csv)")
     add_stats_options(parser)
     parser.set_defaults(func=_run)
 
@@ -31,8 +34,14 @@ def _run(args: argparse.Namespace) -> int:
 
     written = build_report(args.logs, by=args.by, out_dir=args.out, level=args.level, n_resamples=args.resamples,
                            seed=args.seed, title=args.title)
+    if args.labels:
+        from msm_eval.calibration import write_ppi_report
+
+        written.update(write_ppi_report(args.logs, args.labels, args.out, by=args.by, level=args.level))
     if "markdown" in written:
         print(written["markdown"].read_text(encoding="utf-8"))
+    if "ppi_markdown" in written:
+        print(written["ppi_markdown"].read_text(encoding="utf-8"))
     for kind, path in written.items():
         print(f"{kind:>15}: {path}")
     return 0
