@@ -80,7 +80,7 @@ def _check_args(judge_mode: str, judge_samples: int, max_turns: int | None) -> N
 
 def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, scenarios: str | None,
            max_turns: int | None, judge_mode: str, judge_samples: int, rubric: str,
-           judge_max_chars: int | None, classify: bool) -> Task:
+           judge_max_chars: int | None, classify: bool, judge_guidance: bool = False) -> Task:
     _check_args(judge_mode, judge_samples, max_turns)
     loaded_rubric = load_rubric(user_path(rubric) or rubric)
     loaded_spec = load_spec(user_path(spec) or spec, rubric=loaded_rubric)
@@ -92,7 +92,7 @@ def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, sc
     if classify:
         scorers.append(harmful_action(mode=judge_mode, max_chars_per_message=judge_max_chars))
     scorers.append(constitution_judge(rubric=loaded_rubric, mode=judge_mode, samples=int(judge_samples),
-                                      max_chars_per_message=judge_max_chars))
+                                      max_chars_per_message=judge_max_chars, judge_guidance=bool(judge_guidance)))
     metadata = {
         "spec": loaded_spec.name,
         "spec_path": loaded_spec.path.name,
@@ -107,6 +107,7 @@ def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, sc
         "prompts_version": prompts_version(),
         "judge_mode": judge_mode,
         "judge_samples": int(judge_samples),
+        "judge_guidance": bool(judge_guidance),
         "max_turns": max_turns,
         "judge": role_model_names("judge"),
         "investigator": role_model_names("investigator"),
@@ -125,7 +126,7 @@ def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, sc
 def constitution_adherence(spec: str = "constitution", spec_variant: str = "full", spec_in_context: bool = False,
                            scenarios: str | None = None, max_turns: int | None = None, judge_mode: str = "answer",
                            judge_samples: int = 1, rubric: str = "constitution",
-                           judge_max_chars: int | None = None) -> Task:
+                           judge_max_chars: int | None = None, judge_guidance: bool = False) -> Task:
     """Does the target adhere to the spec? Seeds -> rollout -> judge on every rubric dimension.
 
     Args:
@@ -139,17 +140,19 @@ def constitution_adherence(spec: str = "constitution", spec_variant: str = "full
         judge_samples: judge calls per judge model, averaged per dimension.
         rubric: rubric name under rubrics/ or a path.
         judge_max_chars: truncate each transcript message to this many characters for the judge.
+        judge_guidance: show the judge each seed's `judge_guidance` (what adherence and a violation
+            look like there); it never reaches the target or the investigator.
     """
     return _build("constitution_adherence", spec=spec, spec_variant=spec_variant, spec_in_context=spec_in_context,
                   scenarios=scenarios, max_turns=max_turns, judge_mode=judge_mode, judge_samples=judge_samples,
-                  rubric=rubric, judge_max_chars=judge_max_chars, classify=False)
+                  rubric=rubric, judge_max_chars=judge_max_chars, classify=False, judge_guidance=judge_guidance)
 
 
 @task
 def agentic_misalignment(spec: str = "constitution", spec_variant: str = "full", spec_in_context: bool = False,
                          scenarios: str | None = AGENTIC_SELECTION, max_turns: int | None = None,
                          judge_mode: str = "answer", judge_samples: int = 1, rubric: str = "constitution",
-                         judge_max_chars: int | None = None) -> Task:
+                         judge_max_chars: int | None = None, judge_guidance: bool = False) -> Task:
     """Agentic-misalignment scenarios: harmful-action rate (verdict AND hard checks) plus the rubric judge.
 
     Parameters as for `constitution_adherence`; `scenarios` defaults to the library's
@@ -157,7 +160,7 @@ def agentic_misalignment(spec: str = "constitution", spec_variant: str = "full",
     """
     return _build("agentic_misalignment", spec=spec, spec_variant=spec_variant, spec_in_context=spec_in_context,
                   scenarios=scenarios, max_turns=max_turns, judge_mode=judge_mode, judge_samples=judge_samples,
-                  rubric=rubric, judge_max_chars=judge_max_chars, classify=True)
+                  rubric=rubric, judge_max_chars=judge_max_chars, classify=True, judge_guidance=judge_guidance)
 
 
 # ----------------------------------------------------------------------------- spec_probe
