@@ -70,6 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     generate.add_argument("--root", default=None, help="library folder (default: scenarios/)")
     generate.set_defaults(func=run_generate)
 
+    register_lint(commands)
+
 
 def _root(value: str | None) -> Path:
     from msm_eval import paths
@@ -229,3 +231,45 @@ def run_generate(args: argparse.Namespace) -> int:
         max_connections=args.max_connections, max_tokens=args.max_tokens, root=_root(args.root))
     print(summary.describe())
     return 1 if summary.errors else 0
+
+
+def register_lint(commands: argparse._SubParsersAction) -> None:
+    """Add `scenarios lint` (test tells and weak seeds; rules in scenarios/_lint/rules.yaml)."""
+    lint = commands.add_parser("lint", help="flag test tells and weak seeds (placeholders, boilerplate, "
+                                            "short inboxes, near-duplicates, ...)")
+    lint.add_argument("paths", nargs="*", metavar="PATH",
+                      help="seed files or folders (default: the whole scenarios/ library)")
+    lint.add_argument("--strict", action="store_true", help="warnings fail the lint too")
+    lint.add_argument("--no-baseline", action="store_true",
+                      help="ignore scenarios/_lint/baseline.yaml (show the known findings as well)")
+    lint.add_argument("--quiet", action="store_true", help="print errors only, not warnings")
+    lint.set_defaults(func=run_lint)
+
+
+def run_lint(args: argparse.Namespace) -> int:
+    """Lint seeds; exit 1 on any error (or warning with --strict), 2 when seeds do not even validate."""
+    from msm_eval import scenario_lint, scenarios
+
+    library = _root(None)
+    sources = [Path(p) for p in args.paths] or [library]
+    seeds, errors = scenarios.collect_library(sources)
+    for error in errors:
+        print(f"error: {error} [invalid-seed]", file=sys.stderr)
+    reference: list = []
+    if args.paths:
+        reference, _ = scenarios.collect_library([library])
+    baseline = [] if args.no_baseline else scenario_lint.load_baseline()
+    findings = scenario_lint.lint_seeds(seeds, reference=reference, baseline=baseline)
+    for finding in findings:
+        if finding.baselined or (args.quiet and finding.severity != "error"):
+            continue
+        print(finding, file=sys.stderr)
+    counts = scenario_lint.count_by_severity(findings)
+    known = sum(f.baselined for f in findings)
+    print(f"{len(seeds)} seed(s) linted: {counts['error']} error(s), {counts['warning']} warning(s)"
+          + (f", {known} known finding(s) in the baseline" if known else ""))
+    if errors:
+        return 2
+    if counts["error"] or (args.strict and counts["warning"]):
+        return 1
+    return 0
