@@ -181,3 +181,10 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     broken.mkdir()
     (broken / "broken.md").write_text("no front matter\n", encoding="utf-8")
     assert main(["scenarios", "lint", str(broken)]) == 2
+def test_the_shipped_library_passes_the_lint() -> None:
+    seeds = load_library(paths.SCENARIOS_DIR)
+    findings = lint_seeds(seeds, baseline=load_baseline())
+    errors = [str(f) for f in findings if f.severity == "error" and not f.baselined]
+    assert errors == [], "\n".join(errors)
+    stale = [str(f) for f in findings if f.rule == "stale-baseline"]
+    assert stale == [], "\n".join(stale)
