@@ -46,7 +46,9 @@ FALLBACK_DIMENSIONS = (
 
 REQUIRED_FIELDS = ("id", "family", "area", "setting", "dimensions")
 OPTIONAL_FIELDS = ("tags", "max_turns", "vars", "fixtures", "worlds", "conditions", "collapse", "condition_text",
-                   "controls", "tools", "hard_checks", "provenance", "notes")
+                   "controls", "tools", "hard_checks", "judge_guidance", "provenance", "notes")
+GUIDANCE_KEYS = ("adherence", "violation")
+"""Keys of `judge_guidance`: what adherence and what a violation look like in this seed."""
 KNOWN_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
 RESERVED_TEMPLATE_NAMES = ("conditions", "text", "seed", "args", "fixtures")
 """Names the templates get from the harness; `vars` may not redefine them."""
@@ -192,6 +194,8 @@ class Seed:
     controls: list[dict[str, tuple[str, ...]]] = field(default_factory=list)
     tools: list[ToolSpec] = field(default_factory=list)
     hard_checks: list[HardCheck] = field(default_factory=list)
+    judge_guidance: dict[str, str] | None = None
+    """Seed-specific guidance for the judge only (`adherence`, `violation` templates)."""
     provenance: dict[str, Any] | None = None
     notes: str | None = None
     system_template: str | None = None
@@ -252,6 +256,8 @@ class ScenarioSample:
     instructions: str = ""
     fixtures: dict[str, str] = field(default_factory=dict)
     cluster: str = ""
+    judge_guidance: dict[str, str] | None = None
+    """Rendered judge guidance; it travels in metadata for the judge and is shown to no other role."""
 
     def static_world(self) -> str:
         """Everything the target is shown in a static run (system, user, follow-ups)."""
@@ -283,6 +289,7 @@ class ScenarioSample:
             "instructions": self.instructions,
             "setting": seed.setting,
             "max_turns": seed.max_turns,
+            "judge_guidance": dict(self.judge_guidance) if self.judge_guidance else None,
         }
 
     def to_sample(self) -> Any:
@@ -1110,6 +1117,36 @@ def load_seed(path: str | Path) -> Seed:
     return parse_seed_text(text, source)
 
 
+def _parse_guidance(data: Mapping[str, Any], ck: _Checker) -> dict[str, str] | None:
+    """`judge_guidance: {adherence: ..., violation: ...}`: both keys, each non-empty template text."""
+    raw = data.get("judge_guidance")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        ck.error("must be a mapping with 'adherence' and 'violation' text", "judge_guidance",
+                 hint="e.g. 'judge_guidance: {adherence: \"...\", violation: \"...\"}'")
+        return None
+    guidance: dict[str, str] = {}
+    for key in raw:
+        if key not in GUIDANCE_KEYS:
+            ck.error(f"unknown key '{key}'", "judge_guidance", str(key),
+                     hint=_close(str(key), GUIDANCE_KEYS) or f"use {' and '.join(GUIDANCE_KEYS)}")
+    for key in GUIDANCE_KEYS:
+        value = raw.get(key)
+        if not isinstance(value, str) or not value.strip():
+            ck.error(f"needs '{key}': non-empty text", "judge_guidance",
+                     hint=f"say what {'adherence to the spec' if key == 'adherence' else 'a violation'} "
+                          "looks like in this seed")
+            continue
+        try:
+            _compile(value)
+        except jinja2.TemplateSyntaxError as exc:
+            ck.error(f"template syntax error: {exc.message}", "judge_guidance", key)
+            continue
+        guidance[key] = value.strip()
+    return guidance if len(guidance) == len(GUIDANCE_KEYS) else None
+
+
 def _parse_seed(text: str, path: Path) -> tuple[Seed | None, list[MsmEvalError]]:
     try:
         data, body, body_line = split_front_matter(text, path)
@@ -1193,6 +1230,7 @@ def _parse_seed(text: str, path: Path) -> tuple[Seed | None, list[MsmEvalError]]
     if notes is not None and not isinstance(notes, str):
         ck.error("must be text", "notes")
         notes = None
+    guidance = _parse_guidance(data, ck)
 
     preamble, parts = _split_body(body, body_line, path, ck.errors)
     part_lines: dict[str, int] = {}
@@ -1254,8 +1292,8 @@ def _parse_seed(text: str, path: Path) -> tuple[Seed | None, list[MsmEvalError]]
         dimensions=list(dimensions or []), instructions=investigator, path=path, tags=tags,
         max_turns=max_turns, vars=dict(template_vars), fixtures=fixtures, worlds=worlds, conditions=grid, collapse=rules,
         condition_text=condition_text, controls=controls, tools=tools, hard_checks=hard_checks,
-        provenance=provenance, notes=notes, system_template=system, user_template=user,
-        followup_templates=followups, preamble=preamble,
+        judge_guidance=guidance, provenance=provenance, notes=notes, system_template=system,
+        user_template=user, followup_templates=followups, preamble=preamble,
         content_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(), source=text,
         warnings=ck.warnings, template_lines=base_lines,
     )
@@ -1419,6 +1457,8 @@ def expand(seed: Seed) -> list[ScenarioSample]:
             hard_checks=[check.for_fixtures(seed.world_fixtures(conditions)) for check in seed.hard_checks],
             instructions=_render_part(seed, PART_INVESTIGATOR, seed.instructions, context, cell_id),
             fixtures=seed.world_fixtures(conditions), cluster=seed.cluster_of(conditions),
+            judge_guidance={key: _render_part(seed, f"judge_guidance.{key}", text_, context, cell_id)
+                            for key, text_ in seed.judge_guidance.items()} if seed.judge_guidance else None,
         ))
     seed._expanded = samples
     return list(samples)

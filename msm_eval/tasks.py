@@ -129,7 +129,8 @@ def _check_args(judge_mode: str, judge_samples: int, max_turns: int | None) -> N
 def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, scenarios: str | Sequence[Any] | None,
            max_turns: int | None, judge_mode: str, judge_samples: int, rubric: str,
            judge_max_chars: int | None, classify: bool, show_reasoning: bool = True,
-           no_leverage_instruction: bool = False, framing: str = "none", awareness: bool = False) -> Task:
+           no_leverage_instruction: bool = False, framing: str = "none", awareness: bool = False,
+           judge_guidance: bool = False) -> Task:
     _check_args(judge_mode, judge_samples, max_turns)
     scenarios = selection_text(scenarios)
     suffix, switch_conditions = target_switches(bool(no_leverage_instruction), str(framing))
@@ -153,7 +154,8 @@ def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, sc
     if awareness:
         scorers.append(eval_awareness(max_chars_per_message=judge_max_chars, show_reasoning=bool(show_reasoning)))
     scorers.append(constitution_judge(rubric=loaded_rubric, mode=judge_mode, samples=int(judge_samples),
-                                      max_chars_per_message=judge_max_chars, show_reasoning=bool(show_reasoning)))
+                                      max_chars_per_message=judge_max_chars, show_reasoning=bool(show_reasoning),
+                                      judge_guidance=bool(judge_guidance)))
     metadata = {
         "spec": loaded_spec.name,
         "spec_path": loaded_spec.path.name,
@@ -168,6 +170,7 @@ def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, sc
         "prompts_version": prompts_version(),
         "judge_mode": judge_mode,
         "judge_samples": int(judge_samples),
+        "judge_guidance": bool(judge_guidance),
         "max_turns": max_turns,
         "show_reasoning": bool(show_reasoning),
         "no_leverage_instruction": bool(no_leverage_instruction),
@@ -191,7 +194,8 @@ def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, sc
 def constitution_adherence(spec: str = "constitution", spec_variant: str = "full", spec_in_context: bool = False,
                            scenarios: str | list[str] | None = None, max_turns: int | None = None,
                            judge_mode: str = "auto", judge_samples: int = 1, rubric: str = "constitution",
-                           judge_max_chars: int | None = None, show_reasoning: bool = True) -> Task:
+                           judge_max_chars: int | None = None, show_reasoning: bool = True,
+                           judge_guidance: bool = False) -> Task:
     """Does the target adhere to the spec? Seeds -> rollout -> judge on every rubric dimension.
 
     Args:
@@ -210,10 +214,13 @@ def constitution_adherence(spec: str = "constitution", spec_variant: str = "full
         judge_max_chars: truncate each transcript message to this many characters for the judge.
         show_reasoning: show the target's native reasoning to the judge (and classifier), marked as
             its private reasoning; false hides it.
+        judge_guidance: show the judge each seed's `judge_guidance` (what adherence and a violation
+            look like there); it never reaches the target or the investigator.
     """
     return _build("constitution_adherence", spec=spec, spec_variant=spec_variant, spec_in_context=spec_in_context,
                   scenarios=scenarios, max_turns=max_turns, judge_mode=judge_mode, judge_samples=judge_samples,
-                  rubric=rubric, judge_max_chars=judge_max_chars, classify=False, show_reasoning=show_reasoning)
+                  rubric=rubric, judge_max_chars=judge_max_chars, classify=False, show_reasoning=show_reasoning,
+                  judge_guidance=judge_guidance)
 
 
 @task
@@ -222,7 +229,7 @@ def agentic_misalignment(spec: str = "constitution", spec_variant: str = "full",
                          judge_mode: str = "auto", judge_samples: int = 1, rubric: str = "constitution",
                          judge_max_chars: int | None = None, show_reasoning: bool = True,
                          no_leverage_instruction: bool = False, framing: str = "none",
-                         awareness: bool = True) -> Task:
+                         awareness: bool = True, judge_guidance: bool = False) -> Task:
     """Agentic-misalignment scenarios: harmful-action rate (verdict AND hard checks), eval-awareness
     rate and the rubric judge.
 
@@ -240,7 +247,8 @@ def agentic_misalignment(spec: str = "constitution", spec_variant: str = "full",
     return _build("agentic_misalignment", spec=spec, spec_variant=spec_variant, spec_in_context=spec_in_context,
                   scenarios=scenarios, max_turns=max_turns, judge_mode=judge_mode, judge_samples=judge_samples,
                   rubric=rubric, judge_max_chars=judge_max_chars, classify=True, show_reasoning=show_reasoning,
-                  no_leverage_instruction=no_leverage_instruction, framing=framing, awareness=awareness)
+                  no_leverage_instruction=no_leverage_instruction, framing=framing, awareness=awareness,
+                  judge_guidance=judge_guidance)
 
 
 # ----------------------------------------------------------------------------- spec_probe
@@ -258,7 +266,7 @@ def spec_probe(items: str | None = None, model_path: str | None = None, presenta
 
 # ----------------------------------------------------------------------------- judge_validation
 @task
-def judge_validation(validation: str | None = None, selection: str | None = None, judge_mode: str = "answer",
+def judge_validation(validation: str | None = None, selection: str | None = None, judge_mode: str = "auto",
                      judge_samples: int = 1, rubric: str = "constitution", judge_max_chars: int | None = None) -> Task:
     """Is the judge right? Replays the validation transcripts (validation/) to the bound judge.
 

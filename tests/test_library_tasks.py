@@ -115,7 +115,7 @@ def _assert_clean(log: EvalLog, expected_ids: set[str]) -> None:
 
 def test_constitution_adherence_on_the_whole_library(tmp_path: Path) -> None:
     expected, digest = _library_samples(None)
-    assert len(expected) >= 150                          # 47 trade-offs + 4 x 30 agentic cells
+    assert len(expected) >= 280                          # 164 trade-offs + 4 x 30 agentic cells
     log = run(constitution_adherence(), tool_exercising_target, {"judge": judge}, tmp_path,
               max_connections=64, max_samples=200, log_realtime=False)
     _assert_clean(log, set(expected))
@@ -136,7 +136,7 @@ def test_constitution_adherence_on_the_whole_library(tmp_path: Path) -> None:
         assert sample.store["rollout"]["turns"] == budget, sample.id
         assert sum(m.role == "user" for m in sample.messages) == budget, sample.id
     by_setting = Counter(expected[str(s.id)]["setting"] for s in log.samples or [])
-    assert by_setting["agentic"] >= 120 and by_setting["chat"] >= 25
+    assert by_setting["agentic"] >= 170 and by_setting["chat"] >= 100
 
 
 def test_agentic_misalignment_on_every_grid_cell(tmp_path: Path) -> None:

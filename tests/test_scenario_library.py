@@ -51,7 +51,7 @@ def _cell(seed: Seed, **conditions: str) -> ScenarioSample:
 
 def test_whole_library_validates_and_builds_a_dataset() -> None:
     seeds = _library()
-    assert len(seeds) >= 44
+    assert len(seeds) >= 164
     samples, digest = build_dataset(None, root=paths.SCENARIOS_DIR)
     ids = [sample.id for sample in samples]
     assert len(ids) == len(set(ids))
@@ -170,18 +170,32 @@ def test_am_canned_tool_results_render() -> None:
 
 def test_tradeoff_coverage() -> None:
     seeds = _tradeoffs()
-    areas = [seed.area for seed in seeds]
-    assert len(set(areas)) >= 40 and len(areas) == len(set(areas)), "one distinct area per trade-off seed"
+    assert len(seeds) >= 160, f"{len(seeds)} trade-off seeds; the audit-scale library needs at least 160"
+    areas = Counter(seed.area for seed in seeds)
+    assert len(areas) >= 40, f"only {len(areas)} areas"
     counts = Counter(dimension for seed in seeds for dimension in seed.dimensions)
-    thin = {dimension: counts[dimension] for dimension in DIMENSIONS if counts[dimension] < 5}
-    assert not thin, f"dimensions exercised by fewer than five trade-off seeds: {thin}"
+    thin = {dimension: counts[dimension] for dimension in DIMENSIONS if counts[dimension] < 12}
+    assert not thin, f"dimensions exercised by fewer than twelve trade-off seeds: {thin}"
     agentic = [seed for seed in seeds if seed.setting == "agentic"]
-    assert len(agentic) >= 10 and all(seed.tools for seed in agentic)
-    assert len([seed for seed in seeds if seed.followup_templates]) >= 8
+    assert len(agentic) >= 40 and all(seed.tools for seed in agentic)
+    email = {"send_email", "read_email", "search_email", "read_inbox"}
+    beyond_email = [seed for seed in agentic if {tool.name for tool in seed.tools} - email]
+    assert len(beyond_email) >= 30, "agentic settings must go beyond e-mail"
+    multi_turn = [seed for seed in seeds if seed.followup_templates]
+    assert len(multi_turn) > len(seeds) / 2, "the majority of trade-off seeds must be multi-turn"
     # tags make these selectable (`tags:multi-turn`, `tags:agentic`), so they must match the seed
     for seed in seeds:
         assert ("multi-turn" in seed.tags) == bool(seed.followup_templates), seed.id
         assert ("agentic" in seed.tags) == (seed.setting == "agentic"), seed.id
+
+
+def test_every_tradeoff_seed_has_judge_guidance_and_a_product_system_prompt() -> None:
+    for seed in _tradeoffs():
+        assert seed.judge_guidance and set(seed.judge_guidance) == {"adherence", "violation"}, seed.id
+        (sample,) = expand(seed)
+        assert sample.judge_guidance and all(text.strip() for text in sample.judge_guidance.values()), seed.id
+        assert sample.system and len(re.findall(r"\w+", sample.system)) >= 40, f"{seed.id}: thin system prompt"
+        assert not re.match(r"\s*You are (a|an) (helpful )?(AI )?assistant\b", sample.system), seed.id
 
 
 def test_tradeoff_seeds_are_complete_and_distinct() -> None:

@@ -70,6 +70,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     generate.add_argument("--root", default=None, help="library folder (default: scenarios/)")
     generate.set_defaults(func=run_generate)
 
+    register_lint(commands)
+    register_stats(commands)
+
 
 def _root(value: str | None) -> Path:
     from msm_eval import paths
@@ -229,3 +232,86 @@ def run_generate(args: argparse.Namespace) -> int:
         max_connections=args.max_connections, max_tokens=args.max_tokens, root=_root(args.root))
     print(summary.describe())
     return 1 if summary.errors else 0
+
+
+def register_lint(commands: argparse._SubParsersAction) -> None:
+    """Add `scenarios lint` (test tells and weak seeds; rules in scenarios/_lint/rules.yaml)."""
+    lint = commands.add_parser("lint", help="flag test tells and weak seeds (placeholders, boilerplate, "
+                                            "short inboxes, near-duplicates, ...)")
+    lint.add_argument("paths", nargs="*", metavar="PATH",
+                      help="seed files or folders (default: the whole scenarios/ library)")
+    lint.add_argument("--strict", action="store_true", help="warnings fail the lint too")
+    lint.add_argument("--no-baseline", action="store_true",
+                      help="ignore scenarios/_lint/baseline.yaml (show the known findings as well)")
+    lint.add_argument("--quiet", action="store_true", help="print errors only, not warnings")
+    lint.set_defaults(func=run_lint)
+
+
+def run_lint(args: argparse.Namespace) -> int:
+    """Lint seeds; exit 1 on any error (or warning with --strict), 2 when seeds do not even validate."""
+    from msm_eval import scenario_lint, scenarios
+
+    library = _root(None)
+    sources = [Path(p) for p in args.paths] or [library]
+    seeds, errors = scenarios.collect_library(sources)
+    for error in errors:
+        print(f"error: {error} [invalid-seed]", file=sys.stderr)
+    reference: list = []
+    if args.paths:
+        reference, _ = scenarios.collect_library([library])
+    baseline = [] if args.no_baseline else scenario_lint.load_baseline()
+    findings = scenario_lint.lint_seeds(seeds, reference=reference, baseline=baseline)
+    for finding in findings:
+        if finding.baselined or (args.quiet and finding.severity != "error"):
+            continue
+        print(finding, file=sys.stderr)
+    counts = scenario_lint.count_by_severity(findings)
+    known = sum(f.baselined for f in findings)
+    print(f"{len(seeds)} seed(s) linted: {counts['error']} error(s), {counts['warning']} warning(s)"
+          + (f", {known} known finding(s) in the baseline" if known else ""))
+    if errors:
+        return 2
+    if counts["error"] or (args.strict and counts["warning"]):
+        return 1
+    return 0
+
+
+def register_stats(commands: argparse._SubParsersAction) -> None:
+    """Add `scenarios stats` (area x dimension matrix, turns, setting mix, power per dimension)."""
+    stats = commands.add_parser("stats", help="coverage report: area x dimension matrix, turn counts, setting "
+                                              "mix, and the minimum detectable difference per dimension")
+    stats.add_argument("--select", default=None, metavar="SEL",
+                       help="selection (tags:a,b | family:x | setting:x | path; default: the whole library)")
+    stats.add_argument("--root", default=None, help="library folder (default: scenarios/)")
+    stats.add_argument("--power", action="store_true",
+                       help="also print the minimum detectable difference per dimension for a two-spec comparison")
+    stats.add_argument("--sd", default=None, metavar="SD[,SD...]",
+                       help="SDs of the per-seed paired difference for --power (default 0.75,1,1.5)")
+    stats.add_argument("--alpha", type=float, default=0.05, help="two-sided test level for --power (default 0.05)")
+    stats.add_argument("--target-power", type=float, default=0.8, help="power for --power (default 0.8)")
+    stats.set_defaults(func=run_stats)
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    """Print the coverage report (and with --power the MDE table) as Markdown."""
+    from msm_eval import scenario_stats, scenarios
+
+    seeds = scenarios.load_selection(args.select, _root(args.root))
+    print(scenario_stats.render_markdown(scenario_stats.library_stats(seeds)), end="")
+    if args.power:
+        if not 0.0 < args.alpha < 1.0 or not 0.0 < args.target_power < 1.0:
+            raise MsmEvalError("--alpha and --target-power must lie strictly between 0 and 1", field="--alpha",
+                               hint="e.g. --alpha 0.05 --target-power 0.8")
+        sds = scenario_stats.DEFAULT_SD_DIFF
+        if args.sd:
+            try:
+                sds = tuple(float(item) for item in args.sd.split(",") if item.strip())
+            except ValueError:
+                raise MsmEvalError(f"--sd {args.sd!r} must be numbers separated by commas", field="--sd",
+                                   hint="e.g. --sd 0.75,1,1.5") from None
+            if not sds or any(sd <= 0 for sd in sds):
+                raise MsmEvalError("--sd values must be positive", field="--sd", hint="e.g. --sd 0.75,1,1.5")
+        rows = scenario_stats.power_table(seeds, sd_diff=sds, alpha=args.alpha, power=args.target_power)
+        print()
+        print(scenario_stats.render_power(rows, alpha=args.alpha, power=args.target_power), end="")
+    return 0
