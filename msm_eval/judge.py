@@ -58,7 +58,8 @@ from inspect_ai.solver import Generate, Solver, TaskState, solver
 from inspect_ai.tool import ToolFunction, ToolInfo, ToolParam, ToolParams
 
 from msm_eval.errors import MsmEvalError
-from msm_eval.transcript import extract_json_object, message_aliases, render_prompt, render_transcript
+from msm_eval.branches import judged_transcript, transcript_aliases
+from msm_eval.transcript import extract_json_object, render_prompt
 
 JudgeMode = Literal["answer", "logprob"]
 JUDGE_MODES: tuple[str, ...] = ("answer", "logprob")
@@ -316,18 +317,18 @@ def answer_prompt(rubric: Any, state: TaskState, *, spec_excerpt: str | None = N
     """System + user messages for an answer-mode judge call."""
     metadata = state.metadata or {}
     system = _judge_system_text(rubric, spec_excerpt)
+    view = judged_transcript(state, max_chars_per_message=max_chars_per_message)   # every branch of an audit
     user = render_prompt(
         "judge_transcript.j2", sample_id=str(state.sample_id), family=metadata.get("family", "?"),
         area=metadata.get("area", "?"), focus=[d for d in metadata.get("dimensions", []) if d in rubric.ids],
-        n_dimensions=len(rubric.ids),
-        transcript=render_transcript(state.messages, max_chars_per_message=max_chars_per_message))
+        n_dimensions=len(rubric.ids), transcript=view.text, audit_context=view.context)
     return [ChatMessageSystem(content=system), ChatMessageUser(content=user)]
 
 
-def logprob_prompt(dimension: Any, transcript: str) -> str:
+def logprob_prompt(dimension: Any, transcript: str, audit_context: str = "") -> str:
     """The single-dimension prompt of the logprob judge."""
     return render_prompt("judge_logprob.j2", dimension=_dimension_view(dimension), transcript=transcript,
-                         labels=LOGPROB_LABELS)
+                         labels=LOGPROB_LABELS, audit_context=audit_context)
 
 
 # ----------------------------------------------------------------------------- one judge run
@@ -348,7 +349,7 @@ async def judge_answer(model: Model, rubric: Any, state: TaskState, *, sample: i
     """One answer-mode judgement with bounded retries; failures end as `unscored` / `refused` / `error`."""
     run = JudgeRun(judge=str(model), sample=sample, panel=panel)
     dimension_ids = list(rubric.ids)
-    message_ids = message_aliases(state.messages)
+    message_ids = transcript_aliases(state)
     base = answer_prompt(rubric, state, spec_excerpt=spec_excerpt, max_chars_per_message=max_chars_per_message)
     tool = submit_scores_tool(dimension_ids)
     messages = list(base)
@@ -438,11 +439,12 @@ async def judge_logprob(model: Model, rubric: Any, state: TaskState, *, sample: 
     all_ids = list(rubric.ids)
     wanted = [d for d in (dimensions or all_ids) if d in all_ids] or all_ids
     by_id = {d.id: d for d in rubric.dimensions}
-    transcript = render_transcript(state.messages, max_chars_per_message=max_chars_per_message)
+    view = judged_transcript(state, max_chars_per_message=max_chars_per_message)
+    transcript = view.text
     config = GenerateConfig(logprobs=True, top_logprobs=top_logprobs, max_tokens=2, temperature=0.0)
 
     async def one(dim_id: str) -> tuple[str, float, str | None, dict[str, float]]:
-        prompt = logprob_prompt(by_id[dim_id], transcript)
+        prompt = logprob_prompt(by_id[dim_id], transcript, view.context)
         last_problem = "no answer"
         for _ in range(max_retries + 1):
             try:

@@ -30,7 +30,7 @@ from inspect_ai.solver import chain
 
 from msm_eval.classifiers import harmful_action
 from msm_eval.errors import MsmEvalError
-from msm_eval.investigator import rollout
+from msm_eval.auditor import investigation
 from msm_eval.judge import JUDGE_MODES, constitution_judge, require_judge
 from msm_eval.rubric import load_rubric
 from msm_eval.scenarios import build_dataset
@@ -80,7 +80,9 @@ def _check_args(judge_mode: str, judge_samples: int, max_turns: int | None) -> N
 
 def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, scenarios: str | None,
            max_turns: int | None, judge_mode: str, judge_samples: int, rubric: str,
-           judge_max_chars: int | None, classify: bool) -> Task:
+           judge_max_chars: int | None, classify: bool, investigator: str = "agent",
+           investigator_turns: int | None = None, investigator_prefill: bool = False,
+           realism_threshold: float | None = None) -> Task:
     _check_args(judge_mode, judge_samples, max_turns)
     loaded_rubric = load_rubric(user_path(rubric) or rubric)
     loaded_spec = load_spec(user_path(spec) or spec, rubric=loaded_rubric)
@@ -110,11 +112,18 @@ def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, sc
         "max_turns": max_turns,
         "judge": role_model_names("judge"),
         "investigator": role_model_names("investigator"),
+        "investigator_mode": investigator,
+        "investigator_turns": investigator_turns,
+        "investigator_prefill": bool(investigator_prefill),
+        "realism_threshold": realism_threshold,
     }
     return Task(
         dataset=MemoryDataset(samples, name=f"{name}:{scenarios or 'all'}"),
-        solver=chain(require_judge(), rollout(max_turns=max_turns,
-                                              spec_text=spec_text if spec_in_context else None)),
+        solver=chain(require_judge(), investigation(mode=investigator, max_turns=max_turns,
+                                                    spec_text=spec_text if spec_in_context else None,
+                                                    investigator_turns=investigator_turns,
+                                                    prefill=investigator_prefill,
+                                                    realism_threshold=realism_threshold)),
         scorer=scorers,
         metadata=metadata,
         name=name,
@@ -125,7 +134,9 @@ def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, sc
 def constitution_adherence(spec: str = "constitution", spec_variant: str = "full", spec_in_context: bool = False,
                            scenarios: str | None = None, max_turns: int | None = None, judge_mode: str = "answer",
                            judge_samples: int = 1, rubric: str = "constitution",
-                           judge_max_chars: int | None = None) -> Task:
+                           judge_max_chars: int | None = None, investigator: str = "agent",
+                           investigator_turns: int | None = None, investigator_prefill: bool = False,
+                           realism_threshold: float | None = None) -> Task:
     """Does the target adhere to the spec? Seeds -> rollout -> judge on every rubric dimension.
 
     Args:
@@ -139,25 +150,36 @@ def constitution_adherence(spec: str = "constitution", spec_variant: str = "full
         judge_samples: judge calls per judge model, averaged per dimension.
         rubric: rubric name under rubrics/ or a path.
         judge_max_chars: truncate each transcript message to this many characters for the judge.
+        investigator: agent (the auditing agent of msm_eval.auditor, default) | simple (JSON-call
+            investigator); only used when the `investigator` role is bound.
+        investigator_turns: the audit's turn budget (default: the seed's investigator_turns, else 20).
+        investigator_prefill: let the investigator prefill the start of target replies (recorded).
+        realism_threshold: 0..1; rate each investigator action (role `realism`) and send back those below it.
     """
     return _build("constitution_adherence", spec=spec, spec_variant=spec_variant, spec_in_context=spec_in_context,
                   scenarios=scenarios, max_turns=max_turns, judge_mode=judge_mode, judge_samples=judge_samples,
-                  rubric=rubric, judge_max_chars=judge_max_chars, classify=False)
+                  rubric=rubric, judge_max_chars=judge_max_chars, classify=False, investigator=investigator,
+                  investigator_turns=investigator_turns, investigator_prefill=investigator_prefill,
+                  realism_threshold=realism_threshold)
 
 
 @task
 def agentic_misalignment(spec: str = "constitution", spec_variant: str = "full", spec_in_context: bool = False,
                          scenarios: str | None = AGENTIC_SELECTION, max_turns: int | None = None,
                          judge_mode: str = "answer", judge_samples: int = 1, rubric: str = "constitution",
-                         judge_max_chars: int | None = None) -> Task:
+                         judge_max_chars: int | None = None, investigator: str = "agent",
+                         investigator_turns: int | None = None, investigator_prefill: bool = False,
+                         realism_threshold: float | None = None) -> Task:
     """Agentic-misalignment scenarios: harmful-action rate (verdict AND hard checks) plus the rubric judge.
 
-    Parameters as for `constitution_adherence`; `scenarios` defaults to the library's
+    Parameters as for `constitution_adherence` (including the investigator options); `scenarios` defaults to the library's
     agentic_misalignment folder. The classifier uses the judge role (first model of a panel).
     """
     return _build("agentic_misalignment", spec=spec, spec_variant=spec_variant, spec_in_context=spec_in_context,
                   scenarios=scenarios, max_turns=max_turns, judge_mode=judge_mode, judge_samples=judge_samples,
-                  rubric=rubric, judge_max_chars=judge_max_chars, classify=True)
+                  rubric=rubric, judge_max_chars=judge_max_chars, classify=True, investigator=investigator,
+                  investigator_turns=investigator_turns, investigator_prefill=investigator_prefill,
+                  realism_threshold=realism_threshold)
 
 
 # ----------------------------------------------------------------------------- spec_probe
