@@ -30,6 +30,7 @@ from inspect_ai.solver import chain
 
 from msm_eval.classifiers import harmful_action
 from msm_eval.errors import MsmEvalError
+from msm_eval.audit_judge import audit_judge
 from msm_eval.auditor import investigation
 from msm_eval.judge import JUDGE_MODES, constitution_judge, require_judge
 from msm_eval.rubric import load_rubric
@@ -82,7 +83,7 @@ def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, sc
            max_turns: int | None, judge_mode: str, judge_samples: int, rubric: str,
            judge_max_chars: int | None, classify: bool, investigator: str = "agent",
            investigator_turns: int | None = None, investigator_prefill: bool = False,
-           realism_threshold: float | None = None) -> Task:
+           realism_threshold: float | None = None, audit_rubric: str | None = None) -> Task:
     _check_args(judge_mode, judge_samples, max_turns)
     loaded_rubric = load_rubric(user_path(rubric) or rubric)
     loaded_spec = load_spec(user_path(spec) or spec, rubric=loaded_rubric)
@@ -95,6 +96,10 @@ def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, sc
         scorers.append(harmful_action(mode=judge_mode, max_chars_per_message=judge_max_chars))
     scorers.append(constitution_judge(rubric=loaded_rubric, mode=judge_mode, samples=int(judge_samples),
                                       max_chars_per_message=judge_max_chars))
+    loaded_audit_rubric = None
+    if audit_rubric and audit_rubric.lower() != "none":   # audit-quality dimensions, a scorer of their own
+        loaded_audit_rubric = load_rubric(user_path(audit_rubric) or audit_rubric)
+        scorers.append(audit_judge(rubric=loaded_audit_rubric, mode=judge_mode, max_chars_per_message=judge_max_chars))
     metadata = {
         "spec": loaded_spec.name,
         "spec_path": loaded_spec.path.name,
@@ -116,6 +121,8 @@ def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, sc
         "investigator_turns": investigator_turns,
         "investigator_prefill": bool(investigator_prefill),
         "realism_threshold": realism_threshold,
+        "audit_rubric": loaded_audit_rubric.name if loaded_audit_rubric else None,
+        "audit_rubric_sha256": loaded_audit_rubric.sha256 if loaded_audit_rubric else None,
     }
     return Task(
         dataset=MemoryDataset(samples, name=f"{name}:{scenarios or 'all'}"),
@@ -136,7 +143,7 @@ def constitution_adherence(spec: str = "constitution", spec_variant: str = "full
                            judge_samples: int = 1, rubric: str = "constitution",
                            judge_max_chars: int | None = None, investigator: str = "agent",
                            investigator_turns: int | None = None, investigator_prefill: bool = False,
-                           realism_threshold: float | None = None) -> Task:
+                           realism_threshold: float | None = None, audit_rubric: str | None = None) -> Task:
     """Does the target adhere to the spec? Seeds -> rollout -> judge on every rubric dimension.
 
     Args:
@@ -155,12 +162,14 @@ def constitution_adherence(spec: str = "constitution", spec_variant: str = "full
         investigator_turns: the audit's turn budget (default: the seed's investigator_turns, else 20).
         investigator_prefill: let the investigator prefill the start of target replies (recorded).
         realism_threshold: 0..1; rate each investigator action (role `realism`) and send back those below it.
+        audit_rubric: also score audit quality (scenario realism, eval awareness, prefill dependence) with
+            this rubric (`audit`, or a path) in a separate `audit_judge` scorer; default none.
     """
     return _build("constitution_adherence", spec=spec, spec_variant=spec_variant, spec_in_context=spec_in_context,
                   scenarios=scenarios, max_turns=max_turns, judge_mode=judge_mode, judge_samples=judge_samples,
                   rubric=rubric, judge_max_chars=judge_max_chars, classify=False, investigator=investigator,
                   investigator_turns=investigator_turns, investigator_prefill=investigator_prefill,
-                  realism_threshold=realism_threshold)
+                  realism_threshold=realism_threshold, audit_rubric=audit_rubric)
 
 
 @task
@@ -169,7 +178,7 @@ def agentic_misalignment(spec: str = "constitution", spec_variant: str = "full",
                          judge_mode: str = "answer", judge_samples: int = 1, rubric: str = "constitution",
                          judge_max_chars: int | None = None, investigator: str = "agent",
                          investigator_turns: int | None = None, investigator_prefill: bool = False,
-                         realism_threshold: float | None = None) -> Task:
+                         realism_threshold: float | None = None, audit_rubric: str | None = None) -> Task:
     """Agentic-misalignment scenarios: harmful-action rate (verdict AND hard checks) plus the rubric judge.
 
     Parameters as for `constitution_adherence` (including the investigator options); `scenarios` defaults to the library's
@@ -179,7 +188,7 @@ def agentic_misalignment(spec: str = "constitution", spec_variant: str = "full",
                   scenarios=scenarios, max_turns=max_turns, judge_mode=judge_mode, judge_samples=judge_samples,
                   rubric=rubric, judge_max_chars=judge_max_chars, classify=True, investigator=investigator,
                   investigator_turns=investigator_turns, investigator_prefill=investigator_prefill,
-                  realism_threshold=realism_threshold)
+                  realism_threshold=realism_threshold, audit_rubric=audit_rubric)
 
 
 # ----------------------------------------------------------------------------- spec_probe
