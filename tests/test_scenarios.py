@@ -19,7 +19,8 @@ LEAK = GOOD / "fx_agentic_leak.md"
 CHAT = GOOD / "fx_chat_tradeoff.md"
 
 METADATA_KEYS = {"seed_id", "cluster", "family", "area", "dimensions", "tags", "conditions", "control",
-                 "hard_checks", "tools", "system", "user", "followups", "instructions", "setting", "max_turns"}
+                 "hard_checks", "tools", "system", "user", "followups", "instructions", "setting", "max_turns",
+                 "investigator_turns"}
 
 
 def mutate(path: Path, old: str, new: str) -> str:
