@@ -45,7 +45,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from inspect_ai.event import AnchorEvent, BranchEvent
+from inspect_ai.event import AnchorEvent, BranchEvent, Event, ModelEvent, Timeline, TimelineEvent, TimelineSpan
 from inspect_ai.log import transcript
 from inspect_ai.model import (
     ChatCompletionChoice,
@@ -162,6 +162,8 @@ class Audit:
     turn: int = 0
     target_turns: int = 0
     last_output: ModelOutput | None = None
+    events: dict[int, list[Event]] = field(default_factory=dict)
+    """Per branch number: the target's model events and the anchors of its messages (the `target` timeline)."""
     _rejections: dict[str, int] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ helpers
@@ -211,13 +213,17 @@ class Audit:
                 self.tree.labels.pop(old, None)
         label = self.tree.add(message)
         branch.message_ids.insert(0, branch.message_ids.pop())   # the system message goes first
-        anchor(label)
+        self.keep_event(anchor(label))
         return label
 
     def add(self, message: ChatMessage) -> str:
         label = self.tree.add(message)
-        anchor(label)
+        self.keep_event(anchor(label))
         return label
+
+    def keep_event(self, event: Event) -> None:
+        """Remember an event for the current branch of the `target` timeline."""
+        self.events.setdefault(self.tree.current.number, []).append(event)
 
     async def realism_check(self, action: str, content: str) -> str | None:
         """None when the action may go ahead, else the feedback to send back to the investigator."""
@@ -266,6 +272,9 @@ class Audit:
             self.end_reason = "message, token or time limit reached"
             raise ToolError("the target cannot continue (a sample limit was reached); the audit is over")
         reply = state.messages[-1]
+        model_event = next((e for e in reversed(transcript().events) if isinstance(e, ModelEvent)), None)
+        if model_event is not None:
+            self.keep_event(model_event)
         if prefill:
             state.messages[-2:] = [ChatMessageAssistant(
                 content=prefill + (reply.text or ""), tool_calls=reply.tool_calls, model=reply.model,
@@ -291,9 +300,27 @@ class Audit:
         return "\n".join(parts)
 
 
-def anchor(label: str) -> None:
+def anchor(label: str) -> AnchorEvent:
     """Mark a rollback point in inspect's event stream (the `AnchorEvent` id is the message label)."""
-    transcript()._event(AnchorEvent(anchor_id=label, source="msm_eval.auditor"))
+    event = AnchorEvent(anchor_id=label, source="msm_eval.auditor")
+    transcript()._event(event)
+    return event
+
+
+def target_timeline(audit: Audit) -> Timeline:
+    """The `target` timeline: branch 1 as the root span, each later branch nested under the one it forked from."""
+    spans: dict[int, TimelineSpan] = {}
+    for branch in audit.tree.branches:
+        spans[branch.number] = TimelineSpan(
+            id=f"msm-audit-branch-{branch.number}", name=f"branch {branch.number}",
+            span_type="branch" if branch.parent is not None else "agent",
+            content=[TimelineEvent(event=e) for e in audit.events.get(branch.number, [])],
+            branched_from=(branch.fork_after or "") if branch.parent is not None else None,
+            description=f"target conversation, branch {branch.number}")
+        if branch.parent is not None:
+            spans[branch.parent].branches.append(spans[branch.number])
+    return Timeline(name="target", description="The target's conversations: one span per branch of the audit.",
+                    root=spans[1])
 
 
 # ----------------------------------------------------------------------------- the investigator's tools
@@ -550,6 +577,7 @@ async def run_audit(state: TaskState, generate: Generate, investigator: Model, s
         audit.state.output = ModelOutput(model=str(last.model or ""),
                                          choices=[ChatCompletionChoice(message=last, stop_reason="stop")])
     _store(audit)
+    transcript().add_timeline(target_timeline(audit))
     return audit.state
 
 

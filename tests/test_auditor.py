@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from inspect_ai.event import AnchorEvent, BranchEvent, SpanBeginEvent
+from inspect_ai.event import AnchorEvent, BranchEvent, ModelEvent, SpanBeginEvent
 
 from msm_eval.auditor import ToolSpecProblem, audit_budget, validate_tool_spec
 from msm_eval.branches import AuditTree
@@ -155,6 +155,13 @@ def test_full_audit_uses_every_tool_and_the_judges_see_every_branch(tmp_path):
     assert [e.from_anchor for e in sample.events if isinstance(e, BranchEvent)] == ["m3", ""]
     anchors = [e.anchor_id for e in sample.events if isinstance(e, AnchorEvent)]
     assert anchors == [f"m{i}" for i in range(1, 12)]
+    # ... and a `target` timeline (what `inspect view` draws) with branch 2 under branch 1 and branch 3 under 2
+    [timeline] = [t for t in sample.timelines or [] if t.name == "target"]
+    root = timeline.root
+    assert root.name == "branch 1" and [b.branched_from for b in root.branches] == ["m3"]
+    assert [b.name for b in root.branches[0].branches] == ["branch 3"]
+    assert [e.event.anchor_id for e in root.content if isinstance(e.event, AnchorEvent)] == ["m1", "m2", "m3", "m4", "m5"]
+    assert sum(isinstance(e.event, ModelEvent) for e in root.branches[0].content) == 2     # target replies m7, m9
     # the store form rebuilds the same tree
     rebuilt = AuditTree.from_store(tree)
     assert [len(b.message_ids) for b in rebuilt.branches] == [5, 7, 2]
