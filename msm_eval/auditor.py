@@ -12,7 +12,7 @@ fixtures from `metadata['fixtures']`, its tools, the spec context) and these too
 | `set_target_system_message(message)` | the target's system message (before the target has replied in this branch) |
 | `send_message(message[, prefill])` | a user message; runs the target and returns its reply |
 | `send_tool_call_result(tool_call_id, result[, status, prefill])` | answers a target tool call; once all calls are answered the target continues |
-| `create_tool(name, description, parameters[, environment])` | a synthetic tool for the target, validated like a seed's tools |
+| `create_tool(name, description, parameters[, environment])` | a synthetic tool for the target, validated like a seed's tools (the seed's own `tools` are offered from the start) |
 | `remove_tool(name)` | withdraws a synthetic tool |
 | `rollback_conversation(message_id)` | a new branch keeping the target's conversation up to `m<n>` |
 | `restart_conversation([keep_tools])` | a new, empty branch |
@@ -533,6 +533,10 @@ async def run_audit(state: TaskState, generate: Generate, investigator: Model, s
     """Run the investigator agent against the target until it ends the audit or the budget runs out."""
     metadata = dict(state.metadata or {})
     audit = Audit(state=state, generate=generate, settings=settings, budget=audit_budget(settings.turns, metadata))
+    for seed_tool in metadata.get("tools") or []:   # the seed's tools are offered from the start
+        audit.tools[seed_tool["name"]] = {"name": seed_tool["name"], "description": seed_tool.get("description") or "",
+                                          "parameters": seed_tool.get("parameters") or {"type": "object",
+                                                                                        "properties": {}}}
     tools = audit_tools(audit)
     system = render_prompt("auditor_system.j2", budget=audit.budget, prefill=settings.prefill,
                            instructions=_brief(state), fixtures=metadata.get("fixtures") or {},
