@@ -32,10 +32,11 @@ from inspect_ai.solver import TaskState
 
 from msm_eval.errors import MsmEvalError
 from msm_eval.investigator import tool_calls_of
+from msm_eval.branches import judged_messages, judged_transcript
 from msm_eval.judge import is_refusal, judge_models, nan_mean, resolve_judge_mode
 from msm_eval.replies import find_json_object
 from msm_eval.scenarios import HardCheck, missing_fixtures
-from msm_eval.transcript import PROMPTS_DIR, extract_json_object, render_prompt, render_transcript
+from msm_eval.transcript import PROMPTS_DIR, extract_json_object, render_prompt
 
 VERDICT_MODES = ("auto", "answer", "logprob")
 _ANSWER_TAG = re.compile(r"<answer>\s*(yes|no)\s*</answer>", re.IGNORECASE)
@@ -159,11 +160,13 @@ async def llm_verdict(model: Model, state: TaskState, family: str | None, *, mod
                       show_reasoning: bool = True) -> dict[str, Any]:
     """Ask the judge whether the harmful action happened: `{verdict: bool|None, status, reason, ...}`."""
     spec = family_spec(family)
-    transcript = render_transcript(state.messages, max_chars_per_message=max_chars_per_message,
-                                   include_reasoning=show_reasoning)
+    view = judged_transcript(state, max_chars_per_message=max_chars_per_message,   # every branch of an audit
+                             include_reasoning=show_reasoning)
+    transcript = view.text
     attempts, problems, refusals = 0, [], 0
     if mode == "logprob":
-        prompt = render_prompt("classifier_logprob.j2", family_spec=spec, transcript=transcript)
+        prompt = render_prompt("classifier_logprob.j2", family_spec=spec, transcript=transcript,
+                               audit_context=view.context)
         config = GenerateConfig(logprobs=True, top_logprobs=20, max_tokens=2, temperature=0.0)
         for _ in range(max_retries + 1):
             attempts += 1
@@ -180,7 +183,8 @@ async def llm_verdict(model: Model, state: TaskState, family: str | None, *, mod
                     "attempts": attempts}
     else:
         base = [ChatMessageUser(content=render_prompt("classifier.j2", family=family or "default",
-                                                      family_spec=spec, transcript=transcript))]
+                                                      family_spec=spec, transcript=transcript,
+                                                      audit_context=view.context))]
         messages = list(base)
         for _ in range(max_retries + 1):
             attempts += 1
@@ -243,7 +247,8 @@ def harmful_action(mode: str = "auto", max_retries: int = 2, judge: str | Model 
         metadata = state.metadata or {}
         model = judge_models(judge)[0]
         used = resolve_judge_mode(mode, [model]) if mode == "auto" else mode
-        checks = run_hard_checks(metadata.get("hard_checks") or [], state.messages, metadata.get("fixtures") or {})
+        checks = run_hard_checks(metadata.get("hard_checks") or [], judged_messages(state),
+                                 metadata.get("fixtures") or {})
         hard, blind_reason = combine_checks(checks)
         try:
             result = await llm_verdict(model, state, metadata.get("family"), mode=used, max_retries=max_retries,
@@ -286,8 +291,8 @@ def harmful_action(mode: str = "auto", max_retries: int = 2, judge: str | Model 
 async def awareness_verdict(model: Model, state: TaskState, *, max_retries: int = 2,
                             max_chars_per_message: int | None = None, show_reasoning: bool = True) -> dict[str, Any]:
     """Ask the judge whether the target said or reasoned that it may be in a test."""
-    transcript = render_transcript(state.messages, max_chars_per_message=max_chars_per_message,
-                                   include_reasoning=show_reasoning)
+    transcript = judged_transcript(state, max_chars_per_message=max_chars_per_message,   # every branch of an audit
+                                   include_reasoning=show_reasoning).text
     base = [ChatMessageUser(content=render_prompt("classifier_awareness.j2", transcript=transcript))]
     messages = list(base)
     attempts, refusals, problems = 0, 0, []

@@ -115,7 +115,7 @@ def run_evals(out_dir: Path, variants: Sequence[str] = DEFAULT_VARIANTS, max_tok
                       judge_max_chars=JUDGE_MAX_CHARS, max_turns=1)
         jobs = [
             (constitution_adherence(scenarios="id:" + ",".join(chat_seeds), **common), None, {"judge": model}),
-            (agentic_misalignment(scenarios=agentic_selection, **common), list(agentic_samples),
+            (agentic_misalignment(scenarios=agentic_selection, investigator="simple", **common), list(agentic_samples),
              {"judge": model, "investigator": investigator}),
         ]
         for task, sample_ids, roles in jobs:

@@ -63,8 +63,9 @@ from inspect_ai.solver import Generate, Solver, TaskState, solver
 from inspect_ai.tool import ToolFunction, ToolInfo, ToolParam, ToolParams
 
 from msm_eval.errors import MsmEvalError
+from msm_eval.branches import judged_transcript, transcript_aliases
 from msm_eval.replies import find_json_object
-from msm_eval.transcript import message_aliases, render_prompt, render_transcript
+from msm_eval.transcript import render_prompt
 
 logger = logging.getLogger(__name__)
 """Progress lines (one per judged sample), shown by `inspect eval ... --log-level info`."""
@@ -373,18 +374,21 @@ def answer_prompt(rubric: Any, state: TaskState, *, spec_excerpt: str | None = N
     tell it which behaviour the experimenters expect); only the dimensions the seed exercises."""
     metadata = state.metadata or {}
     system = _judge_system_text(rubric, spec_excerpt)
+    view = judged_transcript(state, max_chars_per_message=max_chars_per_message,   # every branch of an audit
+                             include_reasoning=show_reasoning)
     user = render_prompt(
         "judge_transcript.j2", focus=[d for d in metadata.get("dimensions", []) if d in rubric.ids],
         n_dimensions=len(rubric.ids), guidance=seed_guidance(state, guidance),
-        transcript=render_transcript(state.messages, max_chars_per_message=max_chars_per_message,
-                                     include_reasoning=show_reasoning))
+        transcript=view.text, audit_context=view.context)
     return [ChatMessageSystem(content=system), ChatMessageUser(content=user)]
 
 
-def logprob_prompt(dimension: Any, transcript: str, guidance: Mapping[str, str] | None = None) -> str:
-    """The single-dimension prompt of the logprob judge (with the seed's guidance when given)."""
+def logprob_prompt(dimension: Any, transcript: str, guidance: Mapping[str, str] | None = None,
+                   audit_context: str = "") -> str:
+    """The single-dimension prompt of the logprob judge (with the seed's guidance and the audit's
+    branch notes when given)."""
     return render_prompt("judge_logprob.j2", dimension=_dimension_view(dimension), transcript=transcript,
-                         labels=LOGPROB_LABELS, guidance=guidance)
+                         labels=LOGPROB_LABELS, guidance=guidance, audit_context=audit_context)
 
 
 # ----------------------------------------------------------------------------- one judge run
@@ -437,7 +441,7 @@ async def judge_answer(model: Model, rubric: Any, state: TaskState, *, sample: i
     """One answer-mode judgement with bounded retries; failures end as `unscored` / `refused` / `error`."""
     run = JudgeRun(judge=str(model), sample=sample, panel=panel)
     dimension_ids = list(rubric.ids)
-    message_ids = message_aliases(state.messages)
+    message_ids = transcript_aliases(state)
     base = answer_prompt(rubric, state, spec_excerpt=spec_excerpt, max_chars_per_message=max_chars_per_message,
                          show_reasoning=show_reasoning, guidance=guidance)
     tool = submit_scores_tool(dimension_ids)
@@ -532,12 +536,12 @@ async def judge_logprob(model: Model, rubric: Any, state: TaskState, *, sample: 
     all_ids = list(rubric.ids)
     wanted = [d for d in (dimensions or all_ids) if d in all_ids] or all_ids
     by_id = {d.id: d for d in rubric.dimensions}
-    transcript = render_transcript(state.messages, max_chars_per_message=max_chars_per_message,
-                                   include_reasoning=show_reasoning)
+    view = judged_transcript(state, max_chars_per_message=max_chars_per_message, include_reasoning=show_reasoning)
+    transcript = view.text
     config = GenerateConfig(logprobs=True, top_logprobs=top_logprobs, max_tokens=2, temperature=0.0)
 
     async def one(dim_id: str) -> tuple[str, float, str | None, dict[str, float]]:
-        prompt = logprob_prompt(by_id[dim_id], transcript, seed_guidance(state, guidance))
+        prompt = logprob_prompt(by_id[dim_id], transcript, seed_guidance(state, guidance), view.context)
         last_problem = "no answer"
         for _ in range(max_retries + 1):
             try:

@@ -45,8 +45,8 @@ FALLBACK_DIMENSIONS = (
 """Dimension ids used when the rubric module or file is not available."""
 
 REQUIRED_FIELDS = ("id", "family", "area", "setting", "dimensions")
-OPTIONAL_FIELDS = ("tags", "max_turns", "vars", "fixtures", "worlds", "conditions", "collapse", "condition_text",
-                   "controls", "tools", "hard_checks", "judge_guidance", "provenance", "notes")
+OPTIONAL_FIELDS = ("tags", "max_turns", "investigator_turns", "vars", "fixtures", "worlds", "conditions", "collapse",
+                   "condition_text", "controls", "tools", "hard_checks", "judge_guidance", "provenance", "notes")
 GUIDANCE_KEYS = ("adherence", "violation")
 """Keys of `judge_guidance`: what adherence and what a violation look like in this seed."""
 KNOWN_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
@@ -181,6 +181,8 @@ class Seed:
     path: Path
     tags: list[str] = field(default_factory=list)
     max_turns: int | None = None
+    investigator_turns: int | None = None
+    """Turn budget of the auditing agent for this seed (msm_eval.auditor); None: the task's default."""
     vars: dict[str, Any] = field(default_factory=dict)
     fixtures: dict[str, str] = field(default_factory=dict)
     """Load-bearing facts (name -> exact text): the investigator must use them verbatim and hard
@@ -290,6 +292,7 @@ class ScenarioSample:
             "setting": seed.setting,
             "max_turns": seed.max_turns,
             "judge_guidance": dict(self.judge_guidance) if self.judge_guidance else None,
+            "investigator_turns": seed.investigator_turns,
         }
 
     def to_sample(self) -> Any:
@@ -1196,6 +1199,12 @@ def _parse_seed(text: str, path: Path) -> tuple[Seed | None, list[MsmEvalError]]
     if max_turns is not None and (isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1):
         ck.error(f"max_turns {max_turns!r} must be a whole number >= 1", "max_turns")
         max_turns = None
+    investigator_turns = data.get("investigator_turns")
+    if investigator_turns is not None and (isinstance(investigator_turns, bool) or not isinstance(investigator_turns, int)
+                                           or investigator_turns < 1):
+        ck.error(f"investigator_turns {investigator_turns!r} must be a whole number >= 1", "investigator_turns",
+                 hint="the auditing agent's turn budget for this seed, e.g. 'investigator_turns: 25'")
+        investigator_turns = None
 
     template_vars = data.get("vars") or {}
     if not isinstance(template_vars, dict):
@@ -1290,7 +1299,8 @@ def _parse_seed(text: str, path: Path) -> tuple[Seed | None, list[MsmEvalError]]
     seed = Seed(
         id=seed_id, family=data["family"], area=data["area"], setting=setting,
         dimensions=list(dimensions or []), instructions=investigator, path=path, tags=tags,
-        max_turns=max_turns, vars=dict(template_vars), fixtures=fixtures, worlds=worlds, conditions=grid, collapse=rules,
+        max_turns=max_turns, investigator_turns=investigator_turns, vars=dict(template_vars), fixtures=fixtures,
+        worlds=worlds, conditions=grid, collapse=rules,
         condition_text=condition_text, controls=controls, tools=tools, hard_checks=hard_checks,
         judge_guidance=guidance, provenance=provenance, notes=notes, system_template=system,
         user_template=user, followup_templates=followups, preamble=preamble,

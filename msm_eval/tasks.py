@@ -32,7 +32,8 @@ from inspect_ai.solver import chain
 
 from msm_eval.classifiers import eval_awareness, harmful_action
 from msm_eval.errors import MsmEvalError
-from msm_eval.investigator import rollout
+from msm_eval.audit_judge import audit_judge
+from msm_eval.auditor import investigation
 from msm_eval.judge import JUDGE_MODES, bound_judge_models, constitution_judge, require_judge, resolve_judge_mode
 from msm_eval.rubric import load_rubric
 from msm_eval.scenarios import build_dataset
@@ -130,7 +131,9 @@ def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, sc
            max_turns: int | None, judge_mode: str, judge_samples: int, rubric: str,
            judge_max_chars: int | None, classify: bool, show_reasoning: bool = True,
            no_leverage_instruction: bool = False, framing: str = "none", awareness: bool = False,
-           judge_guidance: bool = False) -> Task:
+           judge_guidance: bool = False, investigator: str = "agent",
+           investigator_turns: int | None = None, investigator_prefill: bool = False,
+           realism_threshold: float | None = None, audit_rubric: str | None = None) -> Task:
     _check_args(judge_mode, judge_samples, max_turns)
     scenarios = selection_text(scenarios)
     suffix, switch_conditions = target_switches(bool(no_leverage_instruction), str(framing))
@@ -156,6 +159,10 @@ def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, sc
     scorers.append(constitution_judge(rubric=loaded_rubric, mode=judge_mode, samples=int(judge_samples),
                                       max_chars_per_message=judge_max_chars, show_reasoning=bool(show_reasoning),
                                       judge_guidance=bool(judge_guidance)))
+    loaded_audit_rubric = None
+    if audit_rubric and audit_rubric.lower() != "none":   # audit-quality dimensions, a scorer of their own
+        loaded_audit_rubric = load_rubric(user_path(audit_rubric) or audit_rubric)
+        scorers.append(audit_judge(rubric=loaded_audit_rubric, mode=judge_mode, max_chars_per_message=judge_max_chars))
     metadata = {
         "spec": loaded_spec.name,
         "spec_path": loaded_spec.path.name,
@@ -177,12 +184,22 @@ def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, sc
         "framing": str(framing),
         "judge": role_model_names("judge"),
         "investigator": role_model_names("investigator"),
+        "investigator_mode": investigator,
+        "investigator_turns": investigator_turns,
+        "investigator_prefill": bool(investigator_prefill),
+        "realism_threshold": realism_threshold,
+        "audit_rubric": loaded_audit_rubric.name if loaded_audit_rubric else None,
+        "audit_rubric_sha256": loaded_audit_rubric.sha256 if loaded_audit_rubric else None,
     }
     return Task(
         dataset=MemoryDataset(samples, name=f"{name}:{scenarios or 'all'}"),
-        solver=chain(require_judge(judge_mode), rollout(max_turns=max_turns,
-                                                        spec_text=spec_text if spec_in_context else None,
-                                                        system_suffix=suffix, conditions=switch_conditions or None)),
+        solver=chain(require_judge(judge_mode), investigation(mode=investigator, max_turns=max_turns,
+                                                              spec_text=spec_text if spec_in_context else None,
+                                                              investigator_turns=investigator_turns,
+                                                              prefill=investigator_prefill,
+                                                              realism_threshold=realism_threshold,
+                                                              system_suffix=suffix,
+                                                              conditions=switch_conditions or None)),
         scorer=scorers,
         metadata=metadata,
         name=name,
@@ -195,7 +212,9 @@ def constitution_adherence(spec: str = "constitution", spec_variant: str = "full
                            scenarios: str | list[str] | None = None, max_turns: int | None = None,
                            judge_mode: str = "auto", judge_samples: int = 1, rubric: str = "constitution",
                            judge_max_chars: int | None = None, show_reasoning: bool = True,
-                           judge_guidance: bool = False) -> Task:
+                           judge_guidance: bool = False, investigator: str = "agent",
+                           investigator_turns: int | None = None, investigator_prefill: bool = False,
+                           realism_threshold: float | None = None, audit_rubric: str | None = None) -> Task:
     """Does the target adhere to the spec? Seeds -> rollout -> judge on every rubric dimension.
 
     Args:
@@ -216,11 +235,20 @@ def constitution_adherence(spec: str = "constitution", spec_variant: str = "full
             its private reasoning; false hides it.
         judge_guidance: show the judge each seed's `judge_guidance` (what adherence and a violation
             look like there); it never reaches the target or the investigator.
+        investigator: agent (the auditing agent of msm_eval.auditor, default) | simple (JSON-call
+            investigator); only used when the `investigator` role is bound.
+        investigator_turns: the audit's turn budget (default: the seed's investigator_turns, else 20).
+        investigator_prefill: let the investigator prefill the start of target replies (recorded).
+        realism_threshold: 0..1; rate each investigator action (role `realism`) and send back those below it.
+        audit_rubric: also score audit quality (scenario realism, eval awareness, prefill dependence) with
+            this rubric (`audit`, or a path) in a separate `audit_judge` scorer; default none.
     """
     return _build("constitution_adherence", spec=spec, spec_variant=spec_variant, spec_in_context=spec_in_context,
                   scenarios=scenarios, max_turns=max_turns, judge_mode=judge_mode, judge_samples=judge_samples,
                   rubric=rubric, judge_max_chars=judge_max_chars, classify=False, show_reasoning=show_reasoning,
-                  judge_guidance=judge_guidance)
+                  judge_guidance=judge_guidance, investigator=investigator,
+                  investigator_turns=investigator_turns, investigator_prefill=investigator_prefill,
+                  realism_threshold=realism_threshold, audit_rubric=audit_rubric)
 
 
 @task
@@ -229,12 +257,15 @@ def agentic_misalignment(spec: str = "constitution", spec_variant: str = "full",
                          judge_mode: str = "auto", judge_samples: int = 1, rubric: str = "constitution",
                          judge_max_chars: int | None = None, show_reasoning: bool = True,
                          no_leverage_instruction: bool = False, framing: str = "none",
-                         awareness: bool = True, judge_guidance: bool = False) -> Task:
+                         awareness: bool = True, judge_guidance: bool = False, investigator: str = "agent",
+                         investigator_turns: int | None = None, investigator_prefill: bool = False,
+                         realism_threshold: float | None = None, audit_rubric: str | None = None) -> Task:
     """Agentic-misalignment scenarios: harmful-action rate (verdict AND hard checks), eval-awareness
     rate and the rubric judge.
 
-    Parameters as for `constitution_adherence`; `scenarios` defaults to the library's
-    agentic_misalignment folder. The classifiers use the judge role (first model of a panel).
+    Parameters as for `constitution_adherence` (including the investigator options); `scenarios`
+    defaults to the library's agentic_misalignment folder. The classifiers use the judge role (first
+    model of a panel).
 
     Args:
         no_leverage_instruction: append the original study's explicit instruction not to use
@@ -248,7 +279,9 @@ def agentic_misalignment(spec: str = "constitution", spec_variant: str = "full",
                   scenarios=scenarios, max_turns=max_turns, judge_mode=judge_mode, judge_samples=judge_samples,
                   rubric=rubric, judge_max_chars=judge_max_chars, classify=True, show_reasoning=show_reasoning,
                   no_leverage_instruction=no_leverage_instruction, framing=framing, awareness=awareness,
-                  judge_guidance=judge_guidance)
+                  judge_guidance=judge_guidance, investigator=investigator,
+                  investigator_turns=investigator_turns, investigator_prefill=investigator_prefill,
+                  realism_threshold=realism_threshold, audit_rubric=audit_rubric)
 
 
 # ----------------------------------------------------------------------------- spec_probe

@@ -40,6 +40,7 @@ PIPELINE_PROMPTS = (
     "investigator_system.j2", "investigator_scenario.j2", "investigator_tool.j2",
     "investigator_turn.j2", "investigator_retry.j2", "classifier.j2", "classifier_logprob.j2",
     "classifier_families.yaml", "target_spec_context.j2", "classifier_awareness.j2", "target_switches.yaml",
+    "auditor_system.j2", "auditor_continue.j2", "auditor_judge_context.j2", "auditor_realism.j2",
 )
 """Templates whose content defines the evaluation instrument (hashed into `prompts_version`)."""
 PROMPTS_SERIES = "eval-2"

@@ -60,7 +60,8 @@ def test_validate_scenario_and_tools_report_the_problem():
 
 def test_investigator_builds_scenario_simulates_tools_and_ends_early(tmp_path):
     investigator = Investigator()
-    task = constitution_adherence(spec=SPEC, rubric=RUBRIC, scenarios=f"{SEEDS}/chat_feedback.md", max_turns=3)
+    task = constitution_adherence(spec=SPEC, rubric=RUBRIC, scenarios=f"{SEEDS}/chat_feedback.md", max_turns=3,
+                                 investigator="simple")
     log = run(task, support_target, {"judge": judge, "investigator": investigator}, tmp_path)
     assert log.status == "success", log.error
     [sample] = log.samples
@@ -83,7 +84,8 @@ def test_investigator_builds_scenario_simulates_tools_and_ends_early(tmp_path):
 
 def test_malformed_investigator_output_falls_back_to_static_seed(tmp_path):
     investigator = Investigator(scenario_reply="Sure! Here is a great scenario about a bakery.")
-    task = constitution_adherence(spec=SPEC, rubric=RUBRIC, scenarios=f"{SEEDS}/chat_feedback.md", max_turns=1)
+    task = constitution_adherence(spec=SPEC, rubric=RUBRIC, scenarios=f"{SEEDS}/chat_feedback.md", max_turns=1,
+                                 investigator="simple")
     log = run(task, lambda m, t: "It is not a good plan.", {"judge": judge, "investigator": investigator}, tmp_path)
     assert log.status == "success", log.error
     [sample] = log.samples

@@ -53,7 +53,7 @@ def test_demo_agentic_cell_runs_through_the_investigator_and_tables_show_the_mod
     def judge(messages, tools):
         return submit({"overall_spirit": 1}) if tools else "<reasoning>r</reasoning><answer>no</answer>"
 
-    log = run(agentic_misalignment(scenarios=selection, max_turns=1), target,
+    log = run(agentic_misalignment(scenarios=selection, max_turns=1, investigator="simple"), target,
               {"judge": judge, "investigator": investigator}, tmp_path / "logs", sample_id=list(AGENTIC_SAMPLES))
     [sample] = log.samples
     assert sample.metadata["rollout_mode"] == "investigator"

@@ -20,7 +20,7 @@ CHAT = GOOD / "fx_chat_tradeoff.md"
 
 METADATA_KEYS = {"seed_id", "cluster", "family", "area", "dimensions", "tags", "conditions", "control",
                  "hard_checks", "tools", "system", "user", "followups", "instructions", "setting", "max_turns",
-                 "fixtures", "judge_guidance"}
+                 "fixtures", "judge_guidance", "investigator_turns"}
 
 
 def mutate(path: Path, old: str, new: str) -> str:

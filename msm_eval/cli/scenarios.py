@@ -69,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                "default: the provider's)")
     generate.add_argument("--root", default=None, help="library folder (default: scenarios/)")
     generate.set_defaults(func=run_generate)
+    register_import(commands)
 
     register_lint(commands)
     register_stats(commands)
@@ -314,4 +315,40 @@ def run_stats(args: argparse.Namespace) -> int:
         rows = scenario_stats.power_table(seeds, sd_diff=sds, alpha=args.alpha, power=args.target_power)
         print()
         print(scenario_stats.render_power(rows, alpha=args.alpha, power=args.target_power), end="")
+
+
+# ----------------------------------------------------------------------------- import (issue 14)
+
+
+def register_import(commands: argparse._SubParsersAction) -> None:
+    """Add `scenarios import`: plain instructions (one per line or JSONL record) -> investigator-mode seeds."""
+    importer = commands.add_parser("import", help="turn plain seed instructions (one per line or JSONL) "
+                                                  "into investigator-mode seeds")
+    importer.add_argument("source", metavar="FILE", help="a text file (one instruction per line) or a .jsonl file")
+    importer.add_argument("--out", required=True, metavar="DIR", help="folder for the new seed files")
+    importer.add_argument("--family", default="imported", help="family for records that set none (default imported)")
+    importer.add_argument("--area", default="imported", help="area for records that set none (default imported)")
+    importer.add_argument("--setting", default="chat", choices=("chat", "agentic"), help="default setting")
+    importer.add_argument("--dimensions", default="overall_spirit",
+                          help="comma-separated rubric dimensions for records that set none (default overall_spirit)")
+    importer.add_argument("--tags", default="imported", help="comma-separated tags (default imported)")
+    importer.add_argument("--id-prefix", default="imp", help="prefix of generated seed ids (default imp)")
+    importer.add_argument("--investigator-turns", type=int, default=None, metavar="N",
+                          help="turn budget written into each seed (default: none, the task's)")
+    importer.set_defaults(func=run_import)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    """Convert the instructions, validate every seed, write them all (or nothing) and say how many."""
+    from msm_eval import scenarios
+    from msm_eval.seed_import import ImportDefaults, import_seeds
+
+    defaults = ImportDefaults(family=args.family, area=args.area, setting=args.setting,
+                              dimensions=[d.strip() for d in args.dimensions.split(",") if d.strip()],
+                              tags=[t.strip() for t in args.tags.split(",") if t.strip()], id_prefix=args.id_prefix,
+                              investigator_turns=args.investigator_turns)
+    library, _ = scenarios.collect_library([_root(None)])
+    written = import_seeds(args.source, args.out, defaults, existing_ids=[seed.id for seed in library])
+    print(f"{len(written)} seed(s) written to {args.out} (investigator mode: run them with "
+          "--model-role investigator=<model>)")
     return 0
