@@ -116,6 +116,52 @@ def remove_stale_temps(folder: str | Path, name: str) -> list[Path]:
     return stale
 
 
+def remove_stale_temp_files(folder: str | Path, name: str = "") -> list[Path]:
+    """Delete the temp files `.<name>*.tmp` that a killed `atomic_output` left in `folder`.
+
+    Only safe while no other process writes there: call it under `exclusive_output`."""
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    stale = [p for p in root.iterdir() if p.is_file() and p.name.startswith(f".{name}") and p.name.endswith(".tmp")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+@contextmanager
+def exclusive_output(path: str | Path, what: str = "output", *, is_folder: bool = False) -> Iterator[Path]:
+    """Hold an exclusive lock on an output that is being appended to, for the whole block.
+
+    A second process that tries to write the same output at the same time fails at once with an
+    `MsmEvalError` instead of appending every record a second time. The lock is an advisory
+    `flock` on `.<name>.lock` next to `path` (or inside it when `is_folder`): the kernel drops it when
+    the process ends, so a killed run never leaves a stale lock. While holding it, the temp files
+    an earlier killed run left next to the output are removed.
+    """
+    target = Path(path)
+    folder = target if is_folder else target.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    lock_path = folder / (".msm-eval.lock" if is_folder else f".{target.name}.lock")
+    handle = open(lock_path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+    try:
+        try:
+            import fcntl
+        except ImportError:   # pragma: no cover - no flock on this platform: no protection, as before
+            fcntl = None  # type: ignore[assignment]
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise MsmEvalError(f"another process is writing this {what} right now", path=target,
+                                   hint="wait for it to finish (rerunning afterwards resumes), or write to "
+                                        "another --out") from None
+        remove_stale_temp_files(folder, "" if is_folder else f"{target.stem}.")
+        yield target
+    finally:
+        handle.close()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write `data` to `path` via a temporary file in the same folder and an atomic rename."""
     with atomic_output(path) as tmp:
