@@ -18,8 +18,7 @@ from msm_eval.errors import MsmEvalError
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to `path` for a writer (pandas, matplotlib, ...) to fill;
     on success it is fsynced and renamed over `path`, on failure removed (the old file stays)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = output_file(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -32,6 +31,30 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def output_file(path: str | Path) -> Path:
+    """`path` as an output file: its folder is created; a folder (or a file used as a folder) in
+    the way is an `MsmEvalError` naming the path, not a traceback."""
+    target = Path(path)
+    if target.is_dir():
+        raise MsmEvalError("is a folder, but a file is written here", path=target,
+                           hint="give a file name (e.g. inside that folder)")
+    output_folder(target.parent)
+    return target
+
+
+def output_folder(path: str | Path) -> Path:
+    """`path` as an output folder, created if missing; an existing file there is an `MsmEvalError`."""
+    folder = Path(path)
+    for parent in [folder, *folder.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise MsmEvalError("is a file, but a folder is needed here", path=parent,
+                               hint="choose another --out, or move the file away")
+        if parent.exists():
+            break
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def current_umask() -> int:
@@ -116,6 +139,51 @@ def remove_stale_temps(folder: str | Path, name: str) -> list[Path]:
     return stale
 
 
+def remove_stale_temp_files(folder: str | Path, name: str = "") -> list[Path]:
+    """Delete the temp files `.<name>*.tmp` that a killed `atomic_output` left in `folder`.
+
+    Only safe while no other process writes there: call it under `exclusive_output`."""
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    stale = [p for p in root.iterdir() if p.is_file() and p.name.startswith(f".{name}") and p.name.endswith(".tmp")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+@contextmanager
+def exclusive_output(path: str | Path, what: str = "output", *, is_folder: bool = False) -> Iterator[Path]:
+    """Hold an exclusive lock on an output that is being appended to, for the whole block.
+
+    A second process that tries to write the same output at the same time fails at once with an
+    `MsmEvalError` instead of appending every record a second time. The lock is an advisory
+    `flock` on `.<name>.lock` next to `path` (or inside it when `is_folder`): the kernel drops it when
+    the process ends, so a killed run never leaves a stale lock. While holding it, the temp files
+    an earlier killed run left next to the output are removed.
+    """
+    target = Path(path)
+    folder = output_folder(target) if is_folder else output_file(target).parent
+    lock_path = folder / (".msm-eval.lock" if is_folder else f".{target.name}.lock")
+    handle = open(lock_path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+    try:
+        try:
+            import fcntl
+        except ImportError:   # pragma: no cover - no flock on this platform: no protection, as before
+            fcntl = None  # type: ignore[assignment]
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise MsmEvalError(f"another process is writing this {what} right now", path=target,
+                                   hint="wait for it to finish (rerunning afterwards resumes), or write to "
+                                        "another --out") from None
+        remove_stale_temp_files(folder, "" if is_folder else f"{target.stem}.")
+        yield target
+    finally:
+        handle.close()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write `data` to `path` via a temporary file in the same folder and an atomic rename."""
     with atomic_output(path) as tmp:
@@ -135,8 +203,7 @@ def atomic_write_json(path: str | Path, data: Any) -> Path:
 
 def append_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
     """Append records to a JSONL file, one line each, flushed and fsynced before returning."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = output_file(path)
     _drop_torn_tail(target)
     count = 0
     with open(target, "a", encoding="utf-8") as handle:
@@ -184,8 +251,14 @@ def read_jsonl(path: str | Path, *, tolerate_truncated_tail: bool = True) -> Ite
     source = Path(path)
     if not source.exists():
         raise MsmEvalError("file not found", path=source, hint="check the path")
-    with open(source, encoding="utf-8") as handle:
-        lines = handle.readlines()
+    if not source.is_file():
+        raise MsmEvalError("is not a file", path=source, hint="give a JSONL file")
+    try:
+        with open(source, encoding="utf-8") as handle:
+            lines = handle.readlines()
+    except UnicodeDecodeError as exc:
+        raise MsmEvalError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=source,
+                           hint="give a JSONL file (one JSON object per line, UTF-8)") from None
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -252,9 +253,9 @@ def _frame_from_log(path: Path, log: Any) -> pd.DataFrame:
     judge_role = roles.get("judge")
     judge = getattr(judge_role, "model", None) or meta.get("judge") or ""
     base = {
-        "model": str(spec.model or ""),
+        "model": portable_model_name(str(spec.model or "")),
         "spec": str(meta.get("spec") or ""),
-        "judge": str(judge),
+        "judge": portable_model_name(str(judge)),
         "task": str(spec.task or "").split("/")[-1],
         "spec_variant": str(meta.get("spec_variant") or ""),
         "scenario_set_hash": str(meta.get("scenario_set_hash") or ""),
@@ -350,6 +351,20 @@ def _rejudged(samples: Sequence[Any], judge_role: Any, header_mode: str) -> tupl
             return ",".join(names), mode
         return None
     return None
+
+
+def portable_model_name(name: str) -> str:
+    """A model name without this machine's paths: `hf//home/me/models/qwen` -> `hf/qwen`.
+
+    Results are meant to be shared and committed; a model given as a local folder is named by
+    the folder's last component (provider prefix kept). Other names are returned unchanged."""
+    provider, sep, rest = name.partition("/")
+    if sep and (rest.startswith(("/", "~", "./", "../")) or re.match(r"^[A-Za-z]:[\\/]", rest)):
+        last = re.split(r"[\\/]+", rest.rstrip("/\\"))[-1]
+        return f"{provider}/{last or 'local'}"
+    if name.startswith(("/", "~")):
+        return re.split(r"[\\/]+", name.rstrip("/\\"))[-1] or "local"
+    return name
 
 
 def run_label(task: str, model: str, spec_variant: str, eval_id: str) -> str:

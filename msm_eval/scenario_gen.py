@@ -37,7 +37,7 @@ import jinja2
 from msm_eval import paths, scenarios
 from msm_eval.dedup import DEFAULT_THRESHOLD, NearDuplicateIndex
 from msm_eval.errors import MsmEvalError
-from msm_eval.fileio import append_jsonl, atomic_write_text, read_jsonl
+from msm_eval.fileio import append_jsonl, atomic_write_text, exclusive_output, read_jsonl
 from msm_eval.replies import loads_bounded
 from msm_eval.templating import untrusted_environment
 
@@ -434,14 +434,24 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-async def generate_async(selection: str | None, out_dir: str | Path, *, model: Any = "msm/mock",
-                         model_args: dict[str, Any] | None = None,
-                         axes: Sequence[str] = AXES, per_seed: int = 1, new_ideas_per_area: int = 0,
-                         realism_check: bool = True, realism_threshold: float = 6.0,
-                         dedup_threshold: float = DEFAULT_THRESHOLD, max_retries: int = 2,
-                         max_connections: int = 4, root: str | Path = paths.SCENARIOS_DIR,
-                         max_tokens: int | None = None) -> GenerationSummary:
-    """Run (or resume) a generation job; see the module docstring.
+async def generate_async(selection: str | None, out_dir: str | Path, **options: Any) -> GenerationSummary:
+    """Run (or resume) a generation job; see the module docstring and `_generate` for the options.
+
+    Holds an exclusive lock on `out_dir` while it runs: a second writer of the same folder fails
+    at once instead of making every model call and log record twice.
+    """
+    with exclusive_output(out_dir, "scenario folder", is_folder=True):
+        return await _generate(selection, out_dir, **options)
+
+
+async def _generate(selection: str | None, out_dir: str | Path, *, model: Any = "msm/mock",
+                    model_args: dict[str, Any] | None = None,
+                    axes: Sequence[str] = AXES, per_seed: int = 1, new_ideas_per_area: int = 0,
+                    realism_check: bool = True, realism_threshold: float = 6.0,
+                    dedup_threshold: float = DEFAULT_THRESHOLD, max_retries: int = 2,
+                    max_connections: int = 4, root: str | Path = paths.SCENARIOS_DIR,
+                    max_tokens: int | None = None) -> GenerationSummary:
+    """The generation job behind `generate_async`.
 
     `model` is an inspect `Model` or a model name resolved with `get_model(model, **model_args)`.
     `max_tokens` caps each generation call (None: the provider's default; a seed file needs about

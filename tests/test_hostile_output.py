@@ -163,3 +163,30 @@ def test_tasks_bound_model_calls_by_default_and_a_hanging_provider_ends_the_run_
     assert time.monotonic() - started < 120
     assert log.status == "error" and "AttemptTimeoutError" in log.error.message
     assert read_eval_log(log.location).status == "error"
+
+
+# ----------------------------------------------------------------------------- what results may contain
+
+
+def test_results_name_local_models_without_machine_paths_and_logs_hold_no_api_keys(tmp_path, monkeypatch):
+    from inspect_ai.log import write_eval_log
+
+    from msm_eval import results
+
+    secret = "sk-test-DO-NOT-LEAK-8c1f0e"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
+    task = constitution_adherence(spec=SPEC, rubric=RUBRIC, scenarios=f"{SEEDS}/chat_feedback.md", max_turns=1)
+    log = run(task, lambda m, t: "Fine.", {"judge": judge}, tmp_path / "logs")
+    assert secret not in log.model_dump_json()
+    machine_dir = str(tmp_path / "home" / "someone" / "models" / "my-model")
+    log.eval.model = f"hf/{machine_dir}"
+    path = tmp_path / "local_model.json"
+    write_eval_log(log, str(path), format="json")
+    frame = results.load([path])
+    assert set(frame["model"]) == {"hf/my-model"}
+    assert all(machine_dir not in value and "/home/someone" not in value for value in frame["run"])
+    csv = tmp_path / "out.csv"
+    results.export([path], csv)
+    text = csv.read_text(encoding="utf-8")
+    assert "/home/someone" not in text and secret not in text

@@ -95,6 +95,9 @@ def run_validate(args: argparse.Namespace) -> int:
         n_samples = len(scenarios.expand_all(seeds))
     except MsmEvalError as exc:
         errors.append(exc)
+    if not seeds and not errors:   # an empty selection validates nothing: that is not a pass
+        errors.append(MsmEvalError("no seed files found", path=", ".join(map(str, sources)),
+                                   hint="point it at seed .md files or a folder that holds them"))
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
     files = {seed.path for seed in seeds}

@@ -8,6 +8,8 @@ batch size and sequence length are ours to choose and default to CPU-friendly va
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +95,7 @@ def config_from_dict(raw: dict[str, Any], *, source: str | Path = "<config>") ->
             raise MsmEvalError(f"unknown setting '{key}'", path=source, field=key,
                                hint=f"use one of: {', '.join(sorted(known))}")
         values[key] = value
+    _check_types(values, TrainConfig, source)
     lora = values.get("lora", LoraConfig())
     if isinstance(lora, dict):
         lora_known = {f.name for f in dataclasses.fields(LoraConfig)}
@@ -100,6 +103,7 @@ def config_from_dict(raw: dict[str, Any], *, source: str | Path = "<config>") ->
         if bad:
             raise MsmEvalError(f"unknown LoRA setting '{bad[0]}'", path=source, field=f"lora.{bad[0]}",
                                hint=f"use one of: {', '.join(sorted(lora_known))}")
+        _check_types(lora, LoraConfig, source, prefix="lora.")
         lora = LoraConfig(**lora)
     elif lora is not None and not isinstance(lora, LoraConfig):
         raise MsmEvalError("must be a mapping or null (null = full fine-tuning)", path=source, field="lora")
@@ -109,6 +113,66 @@ def config_from_dict(raw: dict[str, Any], *, source: str | Path = "<config>") ->
     cfg = TrainConfig(**values)
     _validate(cfg, source)
     return cfg
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _value_fits(value: Any, kind: Any) -> bool:
+    """Whether a YAML value fits a field annotation (ints are numbers; bools are not numbers)."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        return any(_value_fits(value, option) for option in typing.get_args(kind))
+    if kind is type(None):
+        return value is None
+    if kind is Any:
+        return True
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        items = typing.get_args(kind)
+        return (isinstance(value, list | tuple) and len(value) == len(items)
+                and all(_value_fits(v, t) for v, t in zip(value, items, strict=True)))
+    if origin is list:
+        (item,) = typing.get_args(kind)
+        return isinstance(value, list) and all(_value_fits(v, item) for v in value)
+    if dataclasses.is_dataclass(kind):
+        return isinstance(value, dict | kind)
+    return True
+
+
+def _describe(kind: Any) -> str:
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(option) for option in typing.get_args(kind))
+    if kind is type(None):
+        return "null"
+    if origin is tuple:
+        return f"a list of {len(typing.get_args(kind))} numbers"
+    if origin is list:
+        return "a list of strings"
+    if dataclasses.is_dataclass(kind):
+        return "a mapping"
+    return _TYPE_WORDS.get(kind, getattr(kind, "__name__", str(kind)))
+
+
+def _check_types(values: dict[str, Any], schema: type, source: str | Path, prefix: str = "") -> None:
+    """Refuse a value whose YAML type does not fit the field (`betas: 5`, `warmup_ratio: high`)."""
+    hints = typing.get_type_hints(schema)
+    for key, value in values.items():
+        kind = hints.get(key)
+        if kind is not None and not _value_fits(value, kind):
+            example = getattr(schema(), key) if key != "lora" else "{r: 64, alpha: 128}"
+            if isinstance(example, tuple):
+                example = list(example)
+            raise MsmEvalError(f"must be {_describe(kind)}, got {value!r}", path=source, field=prefix + key,
+                               hint=f"e.g. {key}: {example}" if example not in (None, "") else f"give {_describe(kind)}")
 
 
 def _validate(cfg: TrainConfig, source: str | Path) -> None:

@@ -18,6 +18,7 @@ so tokens never attend across documents (see `tests/test_train_data.py`).
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -186,20 +187,41 @@ def tokenize_chat(tokenizer: Any, messages: list[dict[str, str]], *, where: str 
 def load_documents(path: str | Path) -> list[dict[str, Any]]:
     """Documents JSONL (one `{"text": ...}` per line, extra fields kept); errors name the line."""
     docs = []
+    seen: dict[str, tuple[int, str]] = {}
     for number, record in enumerate(read_jsonl(path), start=1):
         text = record.get("text")
         if not isinstance(text, str) or not text.strip():
             raise MsmEvalError("document without text", path=path, line=number, field="text",
                                hint="every line needs a non-empty string field 'text'")
+        if _repeated_key(record, number, seen, path):
+            continue
         docs.append(record)
     if not docs:
         raise MsmEvalError("no documents", path=path, hint="generate documents first (msm-eval docs ...)")
     return docs
 
 
+def _repeated_key(record: dict[str, Any], number: int, seen: dict[str, tuple[int, str]], path: str | Path) -> bool:
+    """Whether `record` repeats the `key` of an earlier record (skip it: the first one is kept, as
+    resuming generators do). A repeat with different content is refused: the file is inconsistent."""
+    key = record.get("key")
+    if not isinstance(key, str):
+        return False
+    content = json.dumps(record, sort_keys=True, ensure_ascii=False)
+    if key not in seen:
+        seen[key] = (number, content)
+        return False
+    if seen[key][1] != content:
+        raise MsmEvalError(f"key {key!r} appears twice with different content (lines {seen[key][0]} and {number})",
+                           path=path, line=number, field="key",
+                           hint="two runs wrote this file at once; regenerate it into a new --out")
+    return True
+
+
 def load_chats(path: str | Path) -> list[list[dict[str, str]]]:
     """Chat JSONL (`{"messages": [{"role", "content"}, ...]}` per line); errors name the line."""
     chats = []
+    seen: dict[str, tuple[int, str]] = {}
     for number, record in enumerate(read_jsonl(path), start=1):
         messages = record.get("messages")
         if not isinstance(messages, list) or not messages:
@@ -210,6 +232,8 @@ def load_chats(path: str | Path) -> list[list[dict[str, str]]]:
                     or not isinstance(m.get("content"), str):
                 raise MsmEvalError("each message needs role system|user|assistant and string content",
                                    path=path, line=number, field="messages", hint="fix this record")
+        if _repeated_key(record, number, seen, path):
+            continue
         chats.append(messages)
     if not chats:
         raise MsmEvalError("no chats", path=path, hint="generate demonstrations first")

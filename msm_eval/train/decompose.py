@@ -211,8 +211,13 @@ def load_decomposition(path: str | Path, *, spec_text: str | None = None) -> Dec
     source = Path(path)
     if not source.exists():
         raise MsmEvalError("file not found", path=source, hint="run `msm-eval docs decompose` first")
+    if not source.is_file():
+        raise MsmEvalError("is not a file", path=source, hint="give the decomposition JSON written by `docs decompose`")
     try:
         data = json.loads(source.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise MsmEvalError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=source,
+                           hint="give the decomposition JSON written by `msm-eval docs decompose`") from None
     except json.JSONDecodeError as exc:
         raise MsmEvalError(f"malformed JSON ({exc.msg})", path=source, line=exc.lineno) from None
     return validate_decomposition(data, spec_text=spec_text, source=source)

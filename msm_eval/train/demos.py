@@ -34,7 +34,7 @@ import yaml
 
 from msm_eval.dedup import DEFAULT_THRESHOLD, NearDuplicateIndex
 from msm_eval.errors import MsmEvalError
-from msm_eval.fileio import atomic_write_json, atomic_write_text
+from msm_eval.fileio import atomic_write_json, atomic_write_text, output_folder
 from msm_eval.templating import untrusted_environment
 from msm_eval.train.decompose import decompose_structural
 from msm_eval.train.generation import (
@@ -176,7 +176,7 @@ async def generate_demos_async(spec: Any, out_dir: str | Path, *, generator: str
     settings = settings or GenerationSettings()
     start = time.monotonic()
     folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    output_folder(folder)
     is_template = isinstance(generator, str) and generator == "template"
     generator_name = "template" if is_template else model_label(generator)
     version = template_version("demos", "demos-template") if is_template else prompt_version(DEMO_PROMPTS, "demos")

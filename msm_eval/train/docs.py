@@ -34,7 +34,7 @@ import yaml
 
 from msm_eval.dedup import DEFAULT_THRESHOLD, NearDuplicateIndex, near_duplicate_indices
 from msm_eval.errors import MsmEvalError
-from msm_eval.fileio import atomic_write_json
+from msm_eval.fileio import atomic_write_json, exclusive_output
 from msm_eval.train.decompose import Decomposition, Domain, Subdomain
 from msm_eval.train.generation import (
     TEMPLATES_DIR,
@@ -321,12 +321,21 @@ def estimate_documents(decomposition: Decomposition, spec_text: str, *, n_types:
     return estimate
 
 
-async def generate_documents_async(decomposition: Decomposition, spec: Any, out_path: str | Path, *,
-                                   generator: str | Model = "template", arm: str = "value", n_types: int = 6,
-                                   n_ideas: int = 4, seed: int = 0, settings: GenerationSettings | None = None,
-                                   dedup_threshold: float = DEFAULT_THRESHOLD, min_words: int | None = None,
-                                   max_words: int = 3000, model_name: str = DEFAULT_MODEL_NAME) -> DocsSummary:
-    """Async form of `generate_documents` (use inside a running event loop)."""
+async def generate_documents_async(decomposition: Decomposition, spec: Any, out_path: str | Path,
+                                   **options: Any) -> DocsSummary:
+    """Async form of `generate_documents` (use inside a running event loop).
+
+    Holds an exclusive lock on `out_path` while it runs: a second writer of the same corpus fails
+    at once instead of appending every document twice."""
+    with exclusive_output(out_path, "documents corpus"):
+        return await _generate_documents(decomposition, spec, out_path, **options)
+
+
+async def _generate_documents(decomposition: Decomposition, spec: Any, out_path: str | Path, *,
+                              generator: str | Model = "template", arm: str = "value", n_types: int = 6,
+                              n_ideas: int = 4, seed: int = 0, settings: GenerationSettings | None = None,
+                              dedup_threshold: float = DEFAULT_THRESHOLD, min_words: int | None = None,
+                              max_words: int = 3000, model_name: str = DEFAULT_MODEL_NAME) -> DocsSummary:
     if arm not in ARMS:
         raise MsmEvalError(f"unknown arm '{arm}'", field="--arm", hint="value or rules")
     if n_types < 1 or n_ideas < 1:

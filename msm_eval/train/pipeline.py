@@ -82,6 +82,7 @@ def pipeline_config_from_dict(raw: dict[str, Any], *, source: str = "<config>") 
     if not isinstance(variants, list) or not variants or not all(isinstance(v, str) for v in variants):
         raise MsmEvalError("needs a non-empty list of spec variants", path=source, field="variants",
                            hint="e.g. variants: [rules, value_augmented]")
+    _check_sections(raw, variants, source)
     baseline = raw.get("baseline")
     if baseline is not None and baseline not in variants:
         raise MsmEvalError(f"baseline '{baseline}' is not one of the variants", path=source, field="baseline",
@@ -105,6 +106,53 @@ def pipeline_config_from_dict(raw: dict[str, Any], *, source: str = "<config>") 
                           demos=dict(raw.get("demos") or {}), midtrain=dict(raw.get("midtrain") or {}),
                           aft=dict(raw.get("aft") or {}), eval=dict(raw.get("eval") or {}),
                           variant_overrides=dict(overrides), source=source)
+
+
+def _stage_options(section: str) -> set[str]:
+    """The settings a `documents` / `demos` section may hold: the generator's keyword arguments."""
+    import inspect as pyinspect
+
+    if section == "documents":
+        from msm_eval.train.docs import _generate_documents as function
+        extra = {"generator", "arm"}
+    else:
+        from msm_eval.train.demos import generate_demos_async as function
+        extra = {"generator", "use"}
+    params = pyinspect.signature(function).parameters.values()
+    return {p.name for p in params if p.kind is p.KEYWORD_ONLY} | extra
+
+
+def _check_sections(raw: dict[str, Any], variants: list[str], source: str) -> None:
+    """Validate the whole config before any stage runs: section types, option names, variant names."""
+    from msm_eval.spec import VARIANTS
+
+    for index, variant in enumerate(variants):
+        if variant not in VARIANTS:
+            raise MsmEvalError(f"unknown spec variant '{variant}'", path=source, field=f"variants[{index}]",
+                               hint=f"use some of: {', '.join(VARIANTS)}")
+    for key in ("name", "spec", "work_dir", "out_dir", "base_model", "baseline"):
+        if key in raw and raw[key] is not None and not isinstance(raw[key], str):
+            raise MsmEvalError(f"must be a string, got {raw[key]!r}", path=source, field=key,
+                               hint="see configs/cpu_demo.yaml")
+    for section in ("documents", "demos", "midtrain", "aft", "eval", "variant_overrides"):
+        value = raw.get(section)
+        if value is not None and not isinstance(value, dict):
+            raise MsmEvalError(f"must be a mapping of settings, got {value!r}", path=source, field=section,
+                               hint=f"write '{section}:' followed by indented 'key: value' lines (see configs/cpu_demo.yaml)")
+    for section in ("documents", "demos"):
+        allowed = _stage_options(section)
+        unknown = sorted(set(raw.get(section) or {}) - allowed - _PIPELINE_OWNED)
+        if unknown:
+            raise MsmEvalError(f"unknown setting '{unknown[0]}'", path=source, field=f"{section}.{unknown[0]}",
+                               hint=f"use some of: {', '.join(sorted(allowed - _PIPELINE_OWNED))}")
+    for variant, per_stage in (raw.get("variant_overrides") or {}).items():
+        if not isinstance(per_stage, dict) or not all(isinstance(v, dict) for v in per_stage.values()):
+            raise MsmEvalError("must map stage names to settings", path=source, field=f"variant_overrides.{variant}",
+                               hint="e.g. variant_overrides: {rules: {midtrain: {lr: 1.0e-4}}}")
+
+
+_PIPELINE_OWNED = {"settings", "variant", "spec", "out_dir", "out_path", "decomposition"}
+"""Generator arguments the pipeline sets itself (not allowed in a section)."""
 
 
 def content_key(*parts: Any) -> str:
@@ -280,6 +328,11 @@ class Pipeline:
 
         cfg = self.cfg
         spec = self.fn.load_spec(cfg.spec)
+        available = getattr(spec, "variants", None)
+        for index, variant in enumerate(cfg.variants):
+            if available is not None and variant not in available:   # before any stage runs
+                raise MsmEvalError(f"spec '{cfg.spec}' has no variant '{variant}'", path=cfg.source,
+                                   field=f"variants[{index}]", hint=f"this spec offers: {', '.join(available)}")
         base_path = resolve_model_path(cfg.base_model)
         model_key = cfg.base_model if cfg.base_model == "smollm2" else model_fingerprint(base_path)
         eval_settings = dict(cfg.eval)
