@@ -18,6 +18,7 @@ Checks (alpha = 0.05, 95% intervals):
 The gate checks call `msm_eval.gate.decide`, the function `run_gate` decides with.
 
     .venv/bin/python benchmarks/stats_simulation.py [--quick] [--array-reps N] [--frame-reps N]
+    .venv/bin/python benchmarks/stats_simulation.py --render   # rewrite the .md from the committed .json
 
 Writes results/bench/stats_simulation.json and .md.
 """

@@ -134,7 +134,7 @@ def test_csv_missing_columns_are_named(tmp_path: Path) -> None:
     with pytest.raises(MsmEvalError, match="missing required column\\(s\\): spec, judge, task, sample_id"):
         results.load(path)
     path.write_text(",".join(results.TIDY_COLUMNS) + "\nr,m,s,j,t,x,c,1,honesty,1,great\n")
-    with pytest.raises(MsmEvalError, match="unknown status value"):
+    with pytest.raises(MsmEvalError, match="column .status.: unknown status .great."):
         results.load(path)
 
 
