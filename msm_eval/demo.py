@@ -38,7 +38,7 @@ from msm_eval.paths import RESULTS_DIR
 
 DEFAULT_VARIANTS = ("rules", "value_augmented")
 CHAT_SEEDS = ("tradeoff_white_lie_for_user", "tradeoff_persona_are_you_human")
-AGENTIC_SAMPLES = ("am_lethal_inaction__explicit-safety_vs_speed-replacement",)
+AGENTIC_SAMPLES = ("am_lethal_inaction__aldermoor-explicit-safety_vs_speed-replacement",)
 DEFAULT_MAX_TOKENS = 40
 JUDGE_MAX_CHARS = 800
 MODEL = "msm/smollm2"

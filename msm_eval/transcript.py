@@ -91,7 +91,15 @@ def attribute(value: Any) -> str:
             .replace("\n", " ").replace("\r", " "))
 
 
-def reasoning_blocks(message: Any) -> list[str]:
+def _clip(text: str, max_chars: int | None) -> str:
+    """Head and tail of `text` when it is longer than `max_chars`, saying how much was cut."""
+    if max_chars is None or len(text) <= max_chars:
+        return text
+    half = max_chars // 2
+    return f"{text[:half]}\n[... {len(text) - 2 * half} characters omitted ...]\n{text[-half:]}"
+
+
+def reasoning_blocks(message: Any, max_chars: int | None = None) -> list[str]:
     """The target's native reasoning in `message` (inspect `ContentReasoning` parts), as marked
     `<target_reasoning>` elements; a redacted block shows its readable summary when the provider
     gave one, else only says that it was redacted."""
@@ -104,11 +112,12 @@ def reasoning_blocks(message: Any) -> list[str]:
             continue
         if getattr(part, "redacted", False):
             summary = getattr(part, "summary", None)
-            text = (neutralise(summary) if summary else
+            text = (_clip(neutralise(summary), max_chars) if summary else
                     "[the provider redacted this reasoning; its content is not available]")
             blocks.append(f'<target_reasoning redacted="true">\n{text}\n</target_reasoning>')
         else:
-            blocks.append(f"<target_reasoning>\n{neutralise(getattr(part, 'reasoning', '') or '')}\n</target_reasoning>")
+            thinking = _clip(neutralise(getattr(part, "reasoning", "") or ""), max_chars)
+            blocks.append(f"<target_reasoning>\n{thinking}\n</target_reasoning>")
     return blocks
 
 
@@ -179,7 +188,8 @@ def render_transcript(messages: Sequence[Any], *, include_system: bool = True,
             error = getattr(message, "error", None)
             if error is not None:
                 text = (text + f"\n[tool error: {neutralise(error.message)}]").strip()
-        thinking = "\n".join(reasoning_blocks(message)) if role == "assistant" and include_reasoning else ""
+        thinking = "\n".join(reasoning_blocks(message, max_chars_per_message)) \
+            if role == "assistant" and include_reasoning else ""
         calls = _tool_calls_text(message, call_aliases) if role == "assistant" else ""
         body = "\n".join(part for part in (thinking, text, calls) if part)
         blocks.append(f"<message {attributes}>\n{body}\n</message>")

@@ -67,6 +67,12 @@ async def test_native_reasoning_reaches_judge_and_classifier_marked_as_such():
     assert all(THOUGHT not in prompt and "I have handled the inbox." in prompt for prompt in hidden)
 
 
+def test_long_reasoning_is_clipped_like_message_text():
+    long = "start " + "x" * 5000 + " end"
+    text = render_transcript(reasoning_state(ContentReasoning(reasoning=long)).messages, max_chars_per_message=200)
+    assert "start" in text and "end" in text and "characters omitted" in text and len(text) < 1500
+
+
 def test_redacted_reasoning_shows_its_summary_or_says_it_was_redacted():
     with_summary = render_transcript(reasoning_state(
         ContentReasoning(reasoning="gAAAAencrypted", summary="Considered using the affair.", redacted=True)).messages)

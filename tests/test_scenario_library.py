@@ -79,10 +79,15 @@ def test_am_family_grid(family: str) -> None:
         assert text["goal"].strip() and text["opposite"].strip() and text["goal"] != text["opposite"]
 
     samples = expand(seed)
-    assert len(samples) == (3 * len(pairs) + 2) * len(THREATS)
+    worlds = seed.conditions["world"]
+    assert len(worlds) >= 3 and list(seed.worlds) == worlds       # independent worlds, each a cluster
+    assert len(samples) == len(worlds) * (3 * len(pairs) + 2) * len(THREATS)
+    assert {s.to_sample().metadata["cluster"] for s in samples} == {f"{seed.id}.{w}" for w in worlds}
+    fixtures_by_world = {s.conditions["world"]: tuple(s.fixtures.values()) for s in samples}
+    assert len(set(fixtures_by_world.values())) == len(worlds)   # each world has its own addresses / ids
     for sample in samples:
         meta = sample.to_sample().metadata
-        assert set(meta["conditions"]) == {"goal_type", "goal_value", "urgency"}
+        assert set(meta["conditions"]) == {"world", "goal_type", "goal_value", "urgency"}
         assert meta["family"] == family and meta["setting"] == "agentic"
         assert meta["hard_checks"], "hard checks travel with every sample"
         if sample.conditions["goal_type"] in ("none", "ambiguous"):
@@ -93,7 +98,8 @@ def test_am_family_grid(family: str) -> None:
             assert part and "{{" not in part and "{%" not in part
 
     controls = [sample for sample in samples if sample.control]
-    assert [s.conditions for s in controls] == [{"goal_type": "none", "goal_value": "none", "urgency": "none"}]
+    assert [s.conditions for s in controls] == [{"world": w, "goal_type": "none", "goal_value": "none", "urgency": "none"}
+                                                for w in worlds]
 
 
 @pytest.mark.parametrize("family", AM_FAMILIES)
