@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-unscored", type=float, default=0.2,
                         help="largest share of sample-epochs without a usable score per side (default 0.2)")
     parser.add_argument("--resamples", type=int, default=10_000, help="bootstrap / permutation resamples")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and permutation draws (default 0)")
     parser.add_argument("--json", default=None, metavar="PATH", help="write the verdict as JSON to PATH")
     parser.set_defaults(func=_run)
 
