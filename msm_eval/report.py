@@ -666,8 +666,10 @@ def build_report(paths: Source, by: str | Sequence[str] = "run", out_dir: str | 
     written: dict[str, Path] = {}
     written["csv"] = write_frame(summary, out / "summary.csv") if not summary.empty else \
         atomic_write_text(out / "summary.csv", ",".join(summary.columns) + "\n")
-    written["markdown"] = atomic_write_text(out / "summary.md", f"# {title}\n\n" + summary_markdown(summary, keys, level))
-    written["latex"] = atomic_write_text(out / "summary.tex", summary_latex(summary, keys, level))
+    # tables for readers name runs in words (summary.csv keeps the unique run ids)
+    shown = summary.assign(run=summary["run"].astype(str).map(_human_run_label(frame))) if "run" in keys else summary
+    written["markdown"] = atomic_write_text(out / "summary.md", f"# {title}\n\n" + summary_markdown(shown, keys, level))
+    written["latex"] = atomic_write_text(out / "summary.tex", summary_latex(shown, keys, level))
     honest = counts(frame, keys)
     written["counts"] = write_frame(honest, out / "counts.csv")
     rate_table = _condition_rates(frame, keys, level, n_resamples, seed, rates)
@@ -679,7 +681,7 @@ def build_report(paths: Source, by: str | Sequence[str] = "run", out_dir: str | 
     if not agreement.empty:
         written["agreement"] = write_frame(agreement, out / "agreement.csv")
     if not summary.empty:
-        labelled = summary.assign(group=[_group_label(keys, tuple(row)) for row in summary[keys].itertuples(index=False)])
+        labelled = shown.assign(group=[_group_label(keys, tuple(row)) for row in shown[keys].itertuples(index=False)])
         written["forest"] = forest_plot(labelled, "group", out / "forest.png",
                                         f"{title}: mean per dimension ({level:.0%} CI)")
     summary_cols = keys + ["dimension", "n", "clusters", "mean", "ci_low", "ci_high", "se", "method",
