@@ -541,7 +541,7 @@ def summary_grid(summary: pd.DataFrame, keys: Sequence[str], frame: pd.DataFrame
                                   "title": f"{dim} / {group}: no rows"})
                 continue
             text, interval = _cell_text(item["mean"], item["ci_low"], item["ci_high"])
-            row_cells.append({"text": text, "sub": f"{interval} · {_int(item['n'])} / {_int(item['clusters'])}",
+            row_cells.append({"text": text, "sub": " · ".join(p for p in (interval, f"{_int(item['n'])} / {_int(item['clusters'])}") if p),
                               "style": _colour(float(item["mean"]), -3, 3),
                               "title": f"{dim} / {group}: mean {text} {interval}, n {_int(item['n'])}, "
                                        f"clusters {_int(item['clusters'])}"})
@@ -577,7 +577,7 @@ def rates_grid(rate_table: pd.DataFrame, keys: Sequence[str], frame: pd.DataFram
                 row_cells.append({"text": "–", "sub": "", "style": _colour(float("nan"), 0, 1), "title": ""})
                 continue
             text, interval = _cell_text(item["rate"], item["wilson_cluster_low"], item["wilson_cluster_high"], 2)
-            row_cells.append({"text": text, "sub": f"{interval} · {_int(item['n'])} / {_int(item['clusters'])}",
+            row_cells.append({"text": text, "sub": " · ".join(p for p in (interval, f"{_int(item['n'])} / {_int(item['clusters'])}") if p),
                               "style": _colour(float(item["rate"]), 0, 1, diverging=False),
                               "title": f"harmful rate {text} {interval}, n {_int(item['n'])}"})
         rows.append({"label": condition, "cells": row_cells})
