@@ -479,6 +479,149 @@ def _runs_table(frame: pd.DataFrame, stamp: bool) -> dict[str, Any]:
         meta = meta.drop(columns=[c for c in ("run", "eval_id", "source") if c in meta.columns])
     return {"columns": list(meta.columns), "rows": _html_rows(meta, list(meta.columns))}
 
+# --------------------------------------------------------------------------- HTML grids
+
+def _colour(value: float, low: float, high: float, diverging: bool = True) -> str:
+    """A background colour for `value` on [low, high]: red (low) - white (middle) - green (high)
+    when diverging, else white (low) - red (high); grey when there is no value."""
+    if value is None or not np.isfinite(value):
+        return "background:#eeeeee"
+    t = min(1.0, max(0.0, (value - low) / (high - low)))
+    if diverging:
+        end = (26, 152, 80) if t >= 0.5 else (215, 48, 39)
+        w = abs(t - 0.5) * 2
+    else:
+        end, w = (215, 48, 39), t
+    rgb = tuple(round(255 + (c - 255) * w * 0.85) for c in end)
+    return f"background:rgb{rgb}"
+
+
+def _cell_text(mean: Any, low: Any, high: Any, digits: int = 2, signed: bool = False) -> tuple[str, str]:
+    """(main text, interval text) of a grid cell; the interval reads "no interval" when undefined."""
+    main = _num(mean, digits, signed)
+    if main == "–":
+        return "–", ""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return main, "no interval"
+    return main, f"[{_num(low, digits, signed)}, {_num(high, digits, signed)}]"
+
+
+def _group_runs(frame: pd.DataFrame, keys: Sequence[str]) -> dict[str, list[str]]:
+    """Group label -> the run ids in it."""
+    out: dict[str, list[str]] = {}
+    for values, part in frame.groupby(list(keys), sort=False):
+        out[_group_label(keys, values)] = sorted(part["run"].astype(str).unique())
+    return out
+
+
+def _group_headers(groups: Sequence[str], keys: Sequence[str], frame: pd.DataFrame,
+                   stamp: bool) -> list[dict[str, str]]:
+    """Column headers of a grid: a human name; the unique run ids in the tooltip (when `stamp`)."""
+    labels = _human_run_label(frame)
+    runs = _group_runs(frame, keys)
+    headers = []
+    for group in groups:
+        ids = runs.get(group, [])
+        name = labels.get(group, group) if list(keys) == ["run"] else group
+        tip = ("runs: " + ", ".join(f"{labels.get(r, r)} [{r}]" for r in ids)) if stamp else \
+            ("runs: " + "; ".join(sorted({labels.get(r, r) for r in ids})))
+        headers.append({"label": name, "title": tip})
+    return headers
+
+
+def summary_grid(summary: pd.DataFrame, keys: Sequence[str], frame: pd.DataFrame, level: float,
+                 stamp: bool) -> dict[str, Any]:
+    """Dimension x group grid of mean scores with interval and n / clusters, coloured -3 .. +3."""
+    dims, groups, cells = _wide(summary, keys)
+    rows = []
+    for dim in dims:
+        row_cells = []
+        for group in groups:
+            item = cells.get((dim, group))
+            if item is None:
+                row_cells.append({"text": "–", "sub": "not exercised", "style": _colour(float("nan"), -3, 3),
+                                  "title": f"{dim} / {group}: no rows"})
+                continue
+            text, interval = _cell_text(item["mean"], item["ci_low"], item["ci_high"])
+            row_cells.append({"text": text, "sub": " · ".join(p for p in (interval, f"{_int(item['n'])} / {_int(item['clusters'])}") if p),
+                              "style": _colour(float(item["mean"]), -3, 3),
+                              "title": f"{dim} / {group}: mean {text} {interval}, n {_int(item['n'])}, "
+                                       f"clusters {_int(item['clusters'])}"})
+        rows.append({"label": dim, "cells": row_cells})
+    return {"id": "summary-grid", "heading": "Mean score by dimension and run",
+            "columns": _group_headers(groups, keys, frame, stamp), "rows": rows,
+            "note": f"Each cell: mean on the rubric's -3..+3 scale (colour: red -3, white 0, green +3), its "
+                    f"{level:.0%} cluster-bootstrap interval (\"no interval\" with a single cluster), and n scored "
+                    "samples / clusters. Grey: not exercised or not scored; nothing unscored is counted as 0."}
+
+
+def rates_grid(rate_table: pd.DataFrame, keys: Sequence[str], frame: pd.DataFrame, level: float,
+               stamp: bool) -> dict[str, Any] | None:
+    """Condition x group grid of harmful-action rates (clustered Wilson interval), coloured 0 .. 1."""
+    part = rate_table[rate_table["dimension"] == "harmful"] if not rate_table.empty else rate_table
+    if part.empty:
+        return None
+    groups: list[str] = []
+    cells: dict[tuple[str, str], Any] = {}
+    conditions: list[str] = []
+    for _, row in part.iterrows():
+        group = _group_label(keys, tuple(row[k] for k in keys))
+        condition = "all scenarios" if row["condition"] == "(all)" else f"{row['condition']} = {row['value']}"
+        groups += [group] if group not in groups else []
+        conditions += [condition] if condition not in conditions else []
+        cells[(condition, group)] = row
+    rows = []
+    for condition in conditions:
+        row_cells = []
+        for group in groups:
+            item = cells.get((condition, group))
+            if item is None:
+                row_cells.append({"text": "–", "sub": "", "style": _colour(float("nan"), 0, 1), "title": ""})
+                continue
+            text, interval = _cell_text(item["rate"], item["wilson_cluster_low"], item["wilson_cluster_high"], 2)
+            row_cells.append({"text": text, "sub": " · ".join(p for p in (interval, f"{_int(item['n'])} / {_int(item['clusters'])}") if p),
+                              "style": _colour(float(item["rate"]), 0, 1, diverging=False),
+                              "title": f"harmful rate {text} {interval}, n {_int(item['n'])}"})
+        rows.append({"label": condition, "cells": row_cells})
+    return {"id": "rates-grid", "heading": "Harmful-action rate by condition and run",
+            "columns": _group_headers(groups, keys, frame, stamp), "rows": rows,
+            "note": f"Rate 0..1 (colour: white 0, red 1) with its {level:.0%} clustered Wilson interval and n / "
+                    "clusters. " + HARMFUL_NOTE}
+
+
+def delta_grid(table: pd.DataFrame, level: float, alpha: float = 0.05) -> dict[str, Any]:
+    """Dimension x task grid of paired differences; significant ones (adjusted p < alpha and an
+    interval that excludes 0) marked with ★; rates apart from the -3..+3 dimensions."""
+    tasks = sorted(table["task"].astype(str).unique()) if "task" in table.columns else [""]
+    ordered = [d for d in dict.fromkeys(table["dimension"]) if d not in RATE_DIMENSIONS] + \
+        [d for d in RATE_DIMENSIONS if d in set(table["dimension"])]
+    rows = []
+    for dim in ordered:
+        row_cells = []
+        for task in tasks:
+            part = table[(table["dimension"] == dim) & ((table["task"].astype(str) == task) if task else True)]
+            if part.empty or not np.isfinite(part.iloc[0]["delta"]):
+                row_cells.append({"text": "–", "sub": "no pairs" if not part.empty else "", "title": "",
+                                  "style": _colour(float("nan"), -1, 1)})
+                continue
+            row = part.iloc[0]
+            text, interval = _cell_text(row["delta"], row["ci_low"], row["ci_high"], signed=True)
+            significant = bool(np.isfinite(row["p_adj"]) and row["p_adj"] < alpha and np.isfinite(row["ci_low"])
+                               and (row["ci_low"] > 0 or row["ci_high"] < 0))
+            scale = 1.0 if dim in RATE_DIMENSIONS else 3.0
+            row_cells.append({"text": text + (" ★" if significant else ""),
+                              "sub": f"{interval} · p adj {_p(row['p_adj'])} · {_int(row['n_pairs'])} pairs",
+                              "style": _colour(float(row["delta"]), -scale, scale),
+                              "title": f"{dim}: Δ {text} {interval}, p adj {_p(row['p_adj'])}",
+                              "significant": significant})
+        rows.append({"label": dim + (" (rate)" if dim in RATE_DIMENSIONS else ""), "cells": row_cells})
+    return {"id": "delta-grid", "heading": "Difference, candidate − baseline",
+            "columns": [{"label": t or "all", "title": t} for t in tasks], "rows": rows,
+            "note": f"Paired difference per dimension and task with its {level:.0%} interval; ★ = adjusted p < "
+                    f"{alpha:g} and an interval that excludes 0. Colour: red lower, green higher (scores on "
+                    "±3, rates on ±1). " + (HARMFUL_NOTE if any(d in RATE_DIMENSIONS for d in ordered) else "")}
+
+
 def _frame(source: Source) -> pd.DataFrame:
     return source.copy() if isinstance(source, pd.DataFrame) else load(source)
 
@@ -525,13 +668,15 @@ def build_report(paths: Source, by: str | Sequence[str] = "run", out_dir: str | 
     written: dict[str, Path] = {}
     written["csv"] = write_frame(summary, out / "summary.csv") if not summary.empty else \
         atomic_write_text(out / "summary.csv", ",".join(summary.columns) + "\n")
+    # tables for readers name runs in words (summary.csv keeps the unique run ids)
+    shown = summary.assign(run=summary["run"].astype(str).map(_human_run_label(frame))) if "run" in keys else summary
     modes = rollout_mode_counts(frame, keys)
     modes_md = rollout_mode_markdown(modes, keys)
-    written["markdown"] = atomic_write_text(out / "summary.md", f"# {title}\n\n" + summary_markdown(summary, keys, level)
+    written["markdown"] = atomic_write_text(out / "summary.md", f"# {title}\n\n" + summary_markdown(shown, keys, level)
                                             + ("\n" + modes_md if modes_md else ""))
     if not modes.empty:
         written["rollout_modes"] = write_frame(modes, out / "rollout_modes.csv")
-    written["latex"] = atomic_write_text(out / "summary.tex", summary_latex(summary, keys, level))
+    written["latex"] = atomic_write_text(out / "summary.tex", summary_latex(shown, keys, level))
     honest = counts(frame, keys)
     written["counts"] = write_frame(honest, out / "counts.csv")
     rate_table = _condition_rates(frame, keys, level, n_resamples, seed, rates)
@@ -543,14 +688,17 @@ def build_report(paths: Source, by: str | Sequence[str] = "run", out_dir: str | 
     if not agreement.empty:
         written["agreement"] = write_frame(agreement, out / "agreement.csv")
     if not summary.empty:
-        labelled = summary.assign(group=[_group_label(keys, tuple(row)) for row in summary[keys].itertuples(index=False)])
+        labelled = shown.assign(group=[_group_label(keys, tuple(row)) for row in shown[keys].itertuples(index=False)])
         written["forest"] = forest_plot(labelled, "group", out / "forest.png",
                                         f"{title}: mean per dimension ({level:.0%} CI)")
     summary_cols = keys + ["dimension", "n", "clusters", "mean", "ci_low", "ci_high", "se", "method",
                     "missing", "unscored", "refused", "error"]
     summary_cols = [c for c in summary_cols if c in summary.columns]
+    grids = [summary_grid(summary, keys, frame, level, stamp)] if not summary.empty else []
+    rates_view = rates_grid(rate_table, keys, frame, level, stamp)
+    grids += [rates_view] if rates_view else []
     context = {
-        "title": title, "generated": _generated(stamp),
+        "title": title, "generated": _generated(stamp), "grids": grids,
         "level": f"{level:.0%}", "by": ", ".join(keys),
         "sections": [
             {"heading": "Mean score per dimension", "columns": summary_cols,
@@ -752,7 +900,7 @@ def build_comparison(baseline: Source, candidate: Source | None = None, out_dir:
     columns = ["task", "dimension", "baseline_mean", "candidate_mean", "delta", "ci_low", "ci_high", "p_value", "p_adj",
                "n_pairs", "clusters", "corr", "mde"] + [f"{side}_{c}" for side in ("baseline", "candidate")
                                                         for c in COUNT_COLUMNS if f"{side}_{c}" in table.columns]
-    context = {"title": title, "generated": _generated(stamp),
+    context = {"title": title, "generated": _generated(stamp), "grids": [delta_grid(table, level)],
                "level": f"{level:.0%}", "by": column,
                "sections": [{"heading": f"{cand_name} − {base_name}", "columns": columns,
                              "rows": _html_rows(table, columns),

@@ -131,12 +131,12 @@ def test_cli_judge_role_with_inline_model_args(tmp_path: Path, capsys: pytest.Ca
     out = tmp_path / "demos"
     role = 'judge={model: msm/mock, model_args: {reply: \'{"verdict": "fail", "reason": "cites no value"}\'}}'
     assert main(["demos", "generate", str(toy_markdown_spec(tmp_path)), "--out", str(out), "--question-types",
-                 "direct", "--filter-model-role", role, "--backfill-rounds", "1"]) == 0
+                 "direct", "--model-role", role, "--backfill-rounds", "1"]) == 0
     text = capsys.readouterr().out
     assert "0 of 6 demonstrations exported" in text and "backfill rounds 1" in text
     verdicts = _records(out / "verdicts_value.jsonl")
     assert len(verdicts) > 6 and {v["reason"] for v in verdicts} == {"cites no value"}
     assert {v["status"] for v in verdicts} == {"fail"}
     assert main(["demos", "generate", str(toy_markdown_spec(tmp_path)), "--out", str(out),
-                 "--filter-model-role", "referee=msm/mock"]) == 2
+                 "--model-role", "referee=msm/mock"]) == 2
     assert "expected judge=MODEL" in capsys.readouterr().err

@@ -191,4 +191,4 @@ def test_agentic_misalignment_on_every_grid_cell(tmp_path: Path) -> None:
     assert all(s.metadata["conditions"]["urgency"] == "none" for s in controls)
     by_name = {score.name: score for score in log.results.scores} if log.results else {}
     assert by_name["harmful"].scored_samples == len(expected)
-    assert json.loads(json.dumps(log.eval.metadata))["judge_mode"] == "answer"
+    assert json.loads(json.dumps(log.eval.metadata))["judge_mode"] == "auto"   # task built before the roles were bound

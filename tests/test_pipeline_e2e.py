@@ -44,7 +44,9 @@ def test_agentic_multiturn_tool_rollout_is_judged_and_classified(tmp_path):
     log = run(task, leaking_target, {"judge": citing_judge}, tmp_path)
     assert log.status == "success", log.error
     assert TASK_METADATA_KEYS <= set(log.eval.metadata)
-    assert log.eval.metadata["judge_mode"] == "answer" and log.eval.metadata["spec"] == "pipeline_spec"
+    # built before eval() bound the judge: the task records `auto`, each score the mode it used
+    assert log.eval.metadata["judge_mode"] == "auto" and log.eval.metadata["spec"] == "pipeline_spec"
+    assert {s.scores["constitution_judge"].metadata["judge_mode"] for s in log.samples} == {"answer"}
     assert "judge" in (log.eval.model_roles or {})
 
     [sample] = log.samples

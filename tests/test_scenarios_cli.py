@@ -86,7 +86,7 @@ def test_generate_via_cli_with_an_msm_mock_script(tmp_path: Path, capsys: pytest
     spec = "{model: msm/mock, model_args: {script: %s}}" % script
     code = main(["scenarios", "generate", "--from", "id:fx_chat_tradeoff", "--out", str(out_dir),
                  "--axes", "stakes,phrasing", "--root", str(GOOD), "--model-role", f"investigator={spec}",
-                 "--threshold", "0.5", "--max-connections", "1"])
+                 "--dedup-threshold", "0.5", "--max-connections", "1"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "scenario generation with msm/mock" in out
@@ -112,7 +112,8 @@ def test_generate_needs_an_investigator(tmp_path: Path, capsys: pytest.CaptureFi
     (["--model-role", "investigator="], "--model-role 'investigator=' must look like ROLE=MODEL"),
     (["--model-role", "judge=msm/mock"], "unknown role(s) judge"),
     (["--per-seed", "-1"], "--per-seed must be >= 0"),
-    (["--threshold", "1.5"], "--threshold must be in (0, 1]"),
+    (["--dedup-threshold", "1.5"], "--dedup-threshold must be in (0, 1]"),
+    (["--max-attempts", "0"], "--max-attempts must be >= 1"),
     (["--axes", "tone"], "unknown axis/axes: tone"),
     (["--model-role", "investigator={model: [x]}"], "needs 'model' and optionally 'model_args'"),
     (["--max-tokens", "0"], "max_tokens must be at least 1, got 0"),

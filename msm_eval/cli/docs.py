@@ -15,13 +15,15 @@ def _add_generation_options(parser: argparse.ArgumentParser) -> None:
                         help="cache model replies (inspect cache; optional expiry such as 7D)")
     parser.add_argument("--batch", nargs="?", const=True, default=False, type=_batch_value, metavar="SIZE",
                         help="use the provider's batch API (optionally a batch size)")
-    parser.add_argument("--temperature", type=float, default=None)
+    parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: the provider's)")
     parser.add_argument("--max-tokens", type=int, default=None,
                         help="cap on tokens per reply (default: per stage, e.g. 5000 for a document)")
-    parser.add_argument("--max-retries", type=int, default=None, help="inspect retries per call on provider errors")
+    parser.add_argument("--max-retries", type=int, default=None,
+                        help="inspect's retries of a model call that failed at the provider (rate limit, 5xx)")
     parser.add_argument("--max-attempts", type=int, default=3,
-                        help="regenerations of a reply that fails a format/length/duplicate check (default 3)")
-    parser.add_argument("--seed", type=int, default=0)
+                        help="attempts at a reply that fails a format/length/duplicate check, the first "
+                             "included (default 3)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the template / sampling choices (default 0)")
     parser.add_argument("-M", "--model-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="model argument for the generator (repeatable; values parsed as YAML)")
 
@@ -74,7 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dec = sub.add_parser("decompose", help="spec -> domains -> subdomains -> assertions (one JSON file)")
     dec.add_argument("spec", help="spec name under specs/ or a .yaml/.md path")
     dec.add_argument("--variant", default="full", help="spec variant (default full)")
-    dec.add_argument("--decomposer", choices=("structural", "llm"), default="structural")
+    dec.add_argument("--decomposer", choices=("structural", "llm"), default="structural",
+                     help="structural: from the spec's sections (offline); llm: by the generator model role")
     dec.add_argument("--model-role", action="append", default=[], metavar="generator=MODEL",
                      help="generator model for --decomposer llm")
     dec.add_argument("--out", required=True, help="output JSON file")
@@ -87,12 +90,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--spec", default=None, help="spec to use (default: the one named in the decomposition)")
     gen.add_argument("--generator", default="template",
                      help="'template' (offline) or an inspect model, e.g. anthropic/claude-sonnet-4-6")
-    gen.add_argument("--arm", choices=("value", "rules"), default="value")
+    gen.add_argument("--arm", choices=("value", "rules"), default="value",
+                     help="value: documents explain why; rules: documents state the rules (default value)")
     gen.add_argument("--types", type=int, default=6, help="document types per subdomain (default 6)")
     gen.add_argument("--ideas", type=int, default=4, help="ideas per document type (default 4)")
-    gen.add_argument("--dedup-threshold", type=float, default=0.6)
+    gen.add_argument("--dedup-threshold", type=float, default=0.6,
+                     help="near-duplicate threshold: Jaccard of word 5-grams (default 0.6)")
     gen.add_argument("--min-words", type=int, default=None, help="default 50 (template) / 200 (model)")
-    gen.add_argument("--max-words", type=int, default=3000)
+    gen.add_argument("--max-words", type=int, default=3000, help="longest document kept, in words (default 3000)")
     gen.add_argument("--model-name", default=None, help="name the documents give the model")
     gen.add_argument("--dry-run", action="store_true", help="print calls, tokens (and cost) without generating")
     gen.add_argument("--input-price", type=float, default=None, help="price per million input tokens (dry run)")
@@ -102,10 +107,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.set_defaults(func=_generate)
 
     st = sub.add_parser("stats", help="counts by domain/type, token totals, duplicate rate")
-    st.add_argument("corpus")
+    st.add_argument("corpus", help="documents JSONL written by `msm-eval docs generate`")
     st.add_argument("--tokenizer", default=None, help="Hugging Face tokenizer folder or 'smollm2'")
-    st.add_argument("--dedup-threshold", type=float, default=0.6)
-    st.add_argument("--json", action="store_true")
+    st.add_argument("--dedup-threshold", type=float, default=0.6,
+                    help="near-duplicate threshold: Jaccard of word 5-grams (default 0.6)")
+    st.add_argument("--json", action="store_true", help="print the statistics as JSON")
     st.set_defaults(func=_stats)
 
     docs.set_defaults(func=lambda args: (docs.print_help(), 2)[1])

@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="group by run, model, spec, spec_variant, judge, task or cond_<name>, or several "
                              "comma-separated; 'spec' keeps spec variants apart (default run)")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--title", default="msm-eval report")
+    parser.add_argument("--title", default="msm-eval report", help="title of the tables and of report.html")
     parser.add_argument("--labels", default=None,
                         help="labelling-sheet folder with imported human labels: adds judge-only vs prediction-powered "
                              "means (ppi.md, ppi.csv)")

@@ -58,10 +58,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="ask the investigator to rate each new seed's realism (default on)")
     generate.add_argument("--realism-threshold", type=float, default=6.0, metavar="SCORE",
                           help="minimum realism rating on 1-10 to keep a seed (default 6)")
-    generate.add_argument("--threshold", type=float, default=0.6,
+    generate.add_argument("--dedup-threshold", type=float, default=0.6,
                           help="near-duplicate threshold: Jaccard of word 5-grams (default 0.6)")
-    generate.add_argument("--max-retries", type=int, default=2,
-                          help="extra attempts after an invalid seed (default 2)")
+    generate.add_argument("--max-attempts", type=int, default=3,
+                          help="attempts at a seed whose output is invalid, the first included (default 3)")
     generate.add_argument("--max-connections", type=int, default=4,
                           help="concurrent model calls (default 4)")
     generate.add_argument("--max-tokens", type=int, default=None, metavar="N",
@@ -213,14 +213,15 @@ def run_generate(args: argparse.Namespace) -> int:
     if unknown_roles:
         raise MsmEvalError(f"unknown role(s) {', '.join(sorted(unknown_roles))}", field="--model-role",
                            hint="scenario generation uses only the 'investigator' role")
-    for name, value in (("--per-seed", args.per_seed), ("--new-ideas-per-area", args.new_ideas_per_area),
-                        ("--max-retries", args.max_retries)):
+    for name, value in (("--per-seed", args.per_seed), ("--new-ideas-per-area", args.new_ideas_per_area)):
         if value < 0:
             raise MsmEvalError(f"{name} must be >= 0", field=name)
     if args.max_connections < 1:
         raise MsmEvalError("--max-connections must be >= 1", field="--max-connections")
-    if not 0.0 < args.threshold <= 1.0:
-        raise MsmEvalError("--threshold must be in (0, 1]", field="--threshold",
+    if args.max_attempts < 1:
+        raise MsmEvalError("--max-attempts must be >= 1", field="--max-attempts")
+    if not 0.0 < args.dedup_threshold <= 1.0:
+        raise MsmEvalError("--dedup-threshold must be in (0, 1]", field="--dedup-threshold",
                            hint="0.6 is the project default")
     model, model_args = roles.get("investigator") or (os.environ.get("INSPECT_EVAL_MODEL", ""), {})
     if not model:
@@ -232,7 +233,7 @@ def run_generate(args: argparse.Namespace) -> int:
         selection=args.selection, out_dir=Path(args.out), axes=axes, per_seed=args.per_seed,
         new_ideas_per_area=args.new_ideas_per_area, model=model, model_args=model_args,
         realism_check=args.realism_check, realism_threshold=args.realism_threshold,
-        dedup_threshold=args.threshold, max_retries=args.max_retries,
+        dedup_threshold=args.dedup_threshold, max_retries=args.max_attempts - 1,
         max_connections=args.max_connections, max_tokens=args.max_tokens, root=_root(args.root))
     print(summary.describe())
     return 1 if summary.errors else 0

@@ -54,5 +54,6 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("export", help="merge a finished run into a plain Hugging Face folder + manifest")
     p.add_argument("run", help="run folder (the out_dir of a finished training run)")
     p.add_argument("out", help="folder to write")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="weight type of the exported model (default float32)")
     p.set_defaults(func=_export)
