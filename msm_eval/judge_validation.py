@@ -60,8 +60,9 @@ def validation_set_hash(transcripts: Sequence[ValidationTranscript]) -> str:
 
 # --------------------------------------------------------------------------- the inspect task
 
-def validation_task(validation: str | None = None, selection: str | None = None, judge_mode: str = "answer",
-                    judge_samples: int = 1, rubric: str = "constitution", judge_max_chars: int | None = None) -> Any:
+def validation_task(validation: str | None = None, selection: str | list[str] | None = None,
+                    judge_mode: str = "answer", judge_samples: int = 1, rubric: str = "constitution",
+                    judge_max_chars: int | None = None) -> Any:
     """The `judge_validation` inspect task (see the module docstring)."""
     from inspect_ai import Task
     from inspect_ai.dataset import MemoryDataset, Sample
@@ -74,6 +75,8 @@ def validation_task(validation: str | None = None, selection: str | None = None,
     if judge_mode not in JUDGE_MODES:
         raise MsmEvalError(f"unknown judge_mode {judge_mode!r}", field="judge_mode",
                            hint=f"use one of: {', '.join(JUDGE_MODES)}")
+    if isinstance(selection, list | tuple):   # `-T selection=id:a,b` arrives split at the commas
+        selection = ",".join(str(part) for part in selection)
     loaded_rubric = load_rubric(user_path(rubric) or rubric)
     transcripts = load_validation_set(user_path(validation), loaded_rubric, selection)
     samples = [Sample(id=sample_id(t.id), input=to_messages(t), metadata={

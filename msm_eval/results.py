@@ -336,14 +336,14 @@ def _rollout_mode(sample_metadata: dict[str, Any], scores: dict[str, Any]) -> st
 
 
 def _rejudged(samples: Sequence[Any], judge_role: Any, header_mode: str) -> tuple[str, str] | None:
-    """(judge, judge_mode) recorded in the rubric judge's scores when they differ from the log
-    header's, which `inspect score --model-role judge=...` leaves unchanged; else None."""
+    """(judge, judge_mode) recorded in scores re-judged with `msm_eval/rejudge.py` when they differ
+    from the log header's, which `inspect score --model-role judge=...` leaves unchanged; else None."""
     roles = judge_role if isinstance(judge_role, list) else [judge_role] if judge_role is not None else []
     header = [str(getattr(role, "model", role)) for role in roles]
     for sample in samples:
         score = (sample.scores or {}).get("constitution_judge")
         entries = (score.metadata or {}).get("per_judge") if score is not None else None
-        if not entries:
+        if not entries or not (score.metadata or {}).get("rejudged"):   # set by msm_eval/rejudge.py
             continue
         names = list(dict.fromkeys(str(e.get("judge", "")) for e in entries))
         mode = str((score.metadata or {}).get("judge_mode") or header_mode)

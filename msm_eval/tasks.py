@@ -299,8 +299,9 @@ def spec_probe(items: str | None = None, model_path: str | None = None, presenta
 
 # ----------------------------------------------------------------------------- judge_validation
 @task
-def judge_validation(validation: str | None = None, selection: str | None = None, judge_mode: str = "auto",
-                     judge_samples: int = 1, rubric: str = "constitution", judge_max_chars: int | None = None) -> Task:
+def judge_validation(validation: str | None = None, selection: str | list[str] | None = None,
+                     judge_mode: str = "auto", judge_samples: int = 1, rubric: str = "constitution",
+                     judge_max_chars: int | None = None) -> Task:
     """Is the judge right? Replays the validation transcripts (validation/) to the bound judge.
 
     Run with `--model none/none --model-role judge=<judge>`; analyse with `msm-eval judge-validate`.
