@@ -153,6 +153,12 @@ def load_rules(path: Path = RULES_PATH) -> LintRules:
     cues = data.get("dimension_cues") or {}
     if not isinstance(cues, dict):
         raise MsmEvalError("'dimension_cues' must map dimension ids to regexes", path=path, field="dimension_cues")
+    from msm_eval.scenarios import known_dimensions
+
+    for name in list(cues) + list(data.get("always_exercised") or []):
+        if name not in known_dimensions():
+            raise MsmEvalError(f"unknown dimension '{name}' in lint rules", path=path, field="dimension_cues",
+                               hint=f"use rubric dimension ids: {', '.join(known_dimensions())}")
     return LintRules(
         placeholder_domains=patterns("placeholder_domains"),
         placeholder_names=patterns("placeholder_names", 0),  # names are matched case-sensitively

@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 
+from msm_eval.cli import main
+from msm_eval.judge import logprob_prompt
+from msm_eval.rubric import load_rubric
 from msm_eval.scenarios import ScenarioValidationError, expand, load_library
 from msm_eval.tasks import constitution_adherence
 from tests.conftest_pipeline import DIMS, RUBRIC, SPEC, run, submit
@@ -102,3 +105,18 @@ def test_guidance_reaches_only_the_judge(tmp_path: Path, enabled: bool, with_inv
     others = "\n".join(target.seen + investigator.seen)
     assert target.seen and (investigator.seen or not with_investigator)
     assert "MARK-5521" not in others and "MARK-9034" not in others
+
+
+def test_logprob_prompt_carries_guidance_only_when_given() -> None:
+    dimension = load_rubric("constitution").dimensions[0]
+    guided = logprob_prompt(dimension, "<message>hi</message>", {"adherence": "ADH-1", "violation": "VIO-2"})
+    assert "ADH-1" in guided and "VIO-2" in guided
+    plain = logprob_prompt(dimension, "<message>hi</message>")
+    assert "ADH-1" not in plain and "guidance" not in plain.lower()
+
+
+def test_show_prints_guidance_for_authors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    seeds = _write(tmp_path)
+    assert main(["scenarios", "show", str(seeds / "guided.md")]) == 0
+    out = capsys.readouterr().out
+    assert "--- Judge guidance (judge only) ---" in out and "adherence: ADHERE-MARK-5521 tells Ines" in out

@@ -153,6 +153,10 @@ def test_bad_rules_and_baseline_files_are_one_line_errors(tmp_path: Path) -> Non
     rules.write_text("placeholder_domains: ['(unclosed']\n", encoding="utf-8")
     with pytest.raises(MsmEvalError, match="invalid regex"):
         load_rules(rules)
+    good = (paths.SCENARIOS_DIR / "_lint" / "rules.yaml").read_text(encoding="utf-8")
+    rules.write_text(good.replace("  honesty:", "  honsty:"), encoding="utf-8")
+    with pytest.raises(MsmEvalError, match="unknown dimension 'honsty'"):
+        load_rules(rules)
     baseline = tmp_path / "baseline.yaml"
     baseline.write_text("entries:\n  - {seed: a, rule: no-such-rule, reason: x}\n", encoding="utf-8")
     with pytest.raises(MsmEvalError, match="unknown rule 'no-such-rule'"):

@@ -175,6 +175,9 @@ def run_show(args: argparse.Namespace) -> int:
                 print(f"--- {name} ---\n{text}")
         if sample.tools:
             print("--- Tools ---\n" + ", ".join(tool.name for tool in sample.tools))
+        if sample.judge_guidance:
+            print("--- Judge guidance (judge only) ---\n"
+                  + "\n".join(f"{key}: {text}" for key, text in sample.judge_guidance.items()))
         print()
     return 0
 
