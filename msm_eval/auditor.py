@@ -272,7 +272,8 @@ class Audit:
             self.end_reason = "message, token or time limit reached"
             raise ToolError("the target cannot continue (a sample limit was reached); the audit is over")
         reply = state.messages[-1]
-        model_event = next((e for e in reversed(transcript().events) if isinstance(e, ModelEvent)), None)
+        recent = transcript().history.recent_events(50)   # the target's model event is among the last few
+        model_event = next((e for e in reversed(recent) if isinstance(e, ModelEvent)), None)
         if model_event is not None:
             self.keep_event(model_event)
         if prefill:
