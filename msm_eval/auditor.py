@@ -272,8 +272,7 @@ class Audit:
             self.end_reason = "message, token or time limit reached"
             raise ToolError("the target cannot continue (a sample limit was reached); the audit is over")
         reply = state.messages[-1]
-        recent = transcript().history.recent_events(50)   # the target's model event is among the last few
-        model_event = next((e for e in reversed(recent) if isinstance(e, ModelEvent)), None)
+        model_event = _last_model_event()
         if model_event is not None:
             self.keep_event(model_event)
         if prefill:
@@ -299,6 +298,16 @@ class Audit:
             parts.append("Your notes:\n" + "\n".join(f"- {note}" for note in self.notes))
         parts.append(f"Turns left: {self.budget - self.turn}.")
         return "\n".join(parts)
+
+
+def _last_model_event(window: int = 50) -> ModelEvent | None:
+    """The newest model event among the last `window` events (indexing, so nothing old is materialised)."""
+    events = transcript().events
+    for index in range(len(events) - 1, max(-1, len(events) - 1 - window), -1):
+        event = events[index]
+        if isinstance(event, ModelEvent):
+            return event
+    return None
 
 
 def anchor(label: str) -> AnchorEvent:
@@ -544,6 +553,23 @@ async def run_audit(state: TaskState, generate: Generate, investigator: Model, s
                            seed_tools=metadata.get("tools") or [], spec_context=settings.spec_text or "")
     messages: list[ChatMessage] = [ChatMessageSystem(content=system),
                                    ChatMessageUser(content="Begin the audit now. Call a tool.")]
+    try:
+        await _agent_loop(audit, investigator, messages, tools)
+    finally:   # the store is written once (inspect diffs the store on every event), also when a call fails
+        _store(audit)
+    final = audit.tree.conversation()
+    audit.state.messages = final
+    audit.state.tools = [tool_def(spec) for spec in audit.tools.values()]
+    last = next((m for m in reversed(final) if m.role == "assistant"), None)
+    if last is not None:
+        audit.state.output = ModelOutput(model=str(last.model or ""),
+                                         choices=[ChatCompletionChoice(message=last, stop_reason="stop")])
+    transcript().add_timeline(target_timeline(audit))
+    return audit.state
+
+
+async def _agent_loop(audit: Audit, investigator: Model, messages: list[ChatMessage], tools: list[ToolDef]) -> None:
+    """Investigator turns until the audit ends; each branch's turns run inside a span of type `branch`."""
     idle = 0
     while audit.end_reason is None:
         branch = audit.tree.current
@@ -573,17 +599,6 @@ async def run_audit(state: TaskState, generate: Generate, investigator: Model, s
                 idle = 0
                 result = await execute_tools(messages, tools)
                 messages.extend(result.messages)
-                _store(audit)
-    final = audit.tree.conversation()
-    audit.state.messages = final
-    audit.state.tools = [tool_def(spec) for spec in audit.tools.values()]
-    last = next((m for m in reversed(final) if m.role == "assistant"), None)
-    if last is not None:
-        audit.state.output = ModelOutput(model=str(last.model or ""),
-                                         choices=[ChatCompletionChoice(message=last, stop_reason="stop")])
-    _store(audit)
-    transcript().add_timeline(target_timeline(audit))
-    return audit.state
 
 
 @solver
