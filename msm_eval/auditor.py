@@ -30,7 +30,9 @@ with a `BranchEvent` whose `from_anchor` is the label of the message they forked
 target message is followed by an `AnchorEvent` with its label), every investigator tool call as
 an inspect tool event, the investigator's log and notes in `investigator`, the summary in
 `rollout`. At the end `state.messages` is the branch the audit ended in; the judges read every
-branch through `msm_eval.branches.judged_transcript`.
+branch through `msm_eval.branches.judged_transcript`. Branch spans change between investigator
+turns, so calls made in the same turn after a rollback are logged in the old branch's span; the
+store, the anchors and the `target` timeline place them exactly.
 
 An optional realism check (`-T realism_threshold=0.6`, model role `realism`, else the
 investigator model) rates each message, tool result and system message before the target sees
