@@ -74,6 +74,8 @@ class AuditTree:
     branches: list[Branch] = field(default_factory=lambda: [Branch(number=1, parent=None, fork_after=None)])
     messages: dict[str, Any] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    issued: int = 0
+    """Labels handed out so far (a replaced, never-seen message keeps its number unused)."""
 
     @property
     def current(self) -> Branch:
@@ -85,7 +87,8 @@ class AuditTree:
         if not message.id:
             raise ValueError("audit messages need ids")
         if message.id not in self.labels:
-            self.labels[message.id] = f"m{len(self.labels) + 1}"
+            self.issued += 1
+            self.labels[message.id] = f"m{self.issued}"
         self.messages[message.id] = message
         self.current.message_ids.append(message.id)
         return self.labels[message.id]
@@ -155,6 +158,7 @@ class AuditTree:
             for label, message in sorted(by_label.items(), key=lambda item: int(item[0][1:])):
                 tree.messages[message.id] = message
                 tree.labels[message.id] = label
+                tree.issued = max(tree.issued, int(label[1:]))
             for raw in data["branches"]:
                 tree.branches.append(Branch(number=int(raw["number"]), parent=raw.get("parent"),
                                             fork_after=raw.get("fork_after"), inherited=int(raw.get("inherited", 0)),

@@ -70,3 +70,17 @@ def test_investigation_options_are_checked_when_the_task_is_built():
         investigation(investigator_turns=0)
     with pytest.raises(MsmEvalError, match="realism_threshold must be between 0 and 1"):
         investigation(realism_threshold=6)
+
+
+def test_labels_stay_unique_when_an_unseen_system_message_is_replaced():
+    from msm_eval.auditor import Audit, AuditSettings
+
+    audit = Audit(state=state([]), generate=None, settings=AuditSettings(), budget=5)   # type: ignore[arg-type]
+    first = audit.set_system("Draft one")                                    # m1
+    audit.tree.add(ChatMessageUser(content="Hi"))                            # m2
+    second = audit.set_system("Draft two")                                   # replaces m1, never seen
+    assert (first, second) == ("m1", "m3")
+    conversation = audit.tree.conversation()
+    assert [m.text for m in conversation] == ["Draft two", "Hi"]
+    assert sorted(audit.tree.labels.values()) == ["m2", "m3"]
+    assert AuditTree.from_store(audit.tree.to_store()).issued == 3
