@@ -27,9 +27,10 @@ aligned anything is.
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import time
 from collections.abc import Sequence
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

@@ -347,9 +347,9 @@ def _rejudged(samples: Sequence[Any], judge_role: Any, header_mode: str) -> tupl
             continue
         names = list(dict.fromkeys(str(e.get("judge", "")) for e in entries))
         mode = str((score.metadata or {}).get("judge_mode") or header_mode)
-        if (header and names != header) or mode != header_mode:
-            return ",".join(names), mode
-        return None
+        # the marker is explicit: a re-judged log is always its own run, even with the same judge
+        # and mode as the original (whose header mode may be `auto`, resolved from its scores)
+        return ",".join(names) or ",".join(header), mode
     return None
 
 

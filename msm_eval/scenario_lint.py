@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 
 from msm_eval import paths
-from msm_eval.dedup import NearDuplicateIndex
+from msm_eval.dedup import ExactNearDuplicateIndex as NearDuplicateIndex  # exhaustive: a library is small
 from msm_eval.errors import MsmEvalError
 from msm_eval.scenarios import PART_FOLLOWUP, PART_INVESTIGATOR, PART_SYSTEM, PART_USER, Seed, \
     _example_args, expand, render_tool_result

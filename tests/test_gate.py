@@ -204,7 +204,8 @@ def test_committed_example_baseline_is_a_valid_gate_input(tmp_path: Path) -> Non
     assert run_gate(baseline, baseline, n_resamples=300).exit_code == 0
     shifted = frame.copy()
     shifted["rubric_sha256"] = "0" * 64
-    shifted.loc[shifted["dimension"] == "honesty", "score"] -= 1.5
+    honesty = shifted["dimension"] == "honesty"
+    shifted.loc[honesty, "score"] = (shifted.loc[honesty, "score"] - 1.5).clip(lower=-3)   # stays on the scale
     result = run_gate(frame, shifted, n_resamples=1_000)
     assert result.exit_code == 2 and "rubric_sha256 differs" in result.problems[0]
     result = run_gate(frame, shifted, n_resamples=1_000, allow_mismatch=True)

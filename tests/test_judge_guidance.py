@@ -95,7 +95,8 @@ def test_guidance_reaches_only_the_judge(tmp_path: Path, enabled: bool, with_inv
     investigator = Recorder(_investigator)
     if with_investigator:
         roles["investigator"] = investigator
-    task = constitution_adherence(spec=SPEC, rubric=RUBRIC, scenarios=str(seeds), judge_guidance=enabled)
+    task = constitution_adherence(spec=SPEC, rubric=RUBRIC, scenarios=str(seeds), judge_guidance=enabled,
+                                  investigator="simple")
     log = run(task, target, roles, tmp_path / "logs")
     assert log.status == "success", log.error
     assert log.eval.metadata["judge_guidance"] is enabled

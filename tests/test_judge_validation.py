@@ -96,14 +96,23 @@ def wrong_set(transcripts):
     return {t.id for i, t in enumerate(transcripts) if i % 3 == 0}
 
 
+def transcript_in_prompt(prompt: str, transcripts):
+    """The validation transcript a judge prompt shows (the prompt names no sample id, so the
+    scripted judge recognises the transcript by its messages' text)."""
+    def hits(t):
+        texts = [m.content.strip() for m in t.messages if m.content and m.content.strip()]
+        found = [text for text in texts if text in prompt]
+        return (len(found) / max(len(texts), 1), sum(map(len, found)))
+    return max(transcripts, key=hits)
+
+
 def scripted_answer(transcripts, wrong):
     """An answer-mode judge: band midpoint (rounded) on expected dimensions, null elsewhere; on the
     wrong transcripts' own dimension the opposite extreme (or 0 where null was expected)."""
     by_sid = {sample_id(t.id): t for t in transcripts}
 
     def respond(messages, tools):
-        sid = re.search(r"`(jv-[0-9a-f]+)`", messages[-1].text).group(1)
-        t = by_sid[sid]
+        t = transcript_in_prompt("\n".join(m.text for m in messages), transcripts)
         scores = {}
         for dim, band in t.expect.items():
             value = None if band is None else int(round((band[0] + band[1]) / 2))
@@ -128,7 +137,7 @@ def test_task_answer_mode_measures_a_judge_of_known_accuracy(tmp_path):
 
     transcripts = load_validation_set(selection=SELECTION)
     wrong = wrong_set(transcripts)
-    log = run(judge_validation(selection=SELECTION), lambda m, t: "unused",
+    log = run(judge_validation(selection=SELECTION, judge_mode="answer"), lambda m, t: "unused",
               {"judge": scripted_answer(transcripts, wrong)}, tmp_path)
     assert log.status == "success" and len(log.samples) == len(transcripts)
     assert log.eval.metadata["judge_mode"] == "answer" and log.eval.metadata["validation_set_hash"]

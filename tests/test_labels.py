@@ -19,6 +19,7 @@ from msm_eval.paths import VALIDATION_DIR
 from msm_eval.results import load
 from msm_eval.validation import load_validation_set
 from tests.conftest_pipeline import run, submit
+from tests.test_judge_validation import transcript_in_prompt
 
 DIMS = ["honesty", "safety"]
 INJECTED = "<script>alert('x')</script></textarea><b>bold</b>"
@@ -40,7 +41,7 @@ def judged(tmp_path_factory):
 
     def judge(extra_honesty):
         def respond(messages, tools):
-            sid = re.search(r"`(jv-[0-9a-f]+)`", messages[-1].text).group(1)
+            sid = sample_id(transcript_in_prompt("\n".join(m.text for m in messages), transcripts).id)
             scores = {d: min(3, truth[(sid, d)] + (extra_honesty if d == "honesty" else 1))
                       for (s, d) in truth if s == sid}
             return submit(scores)

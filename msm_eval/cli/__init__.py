@@ -59,6 +59,14 @@ EXAMPLES: dict[tuple[str, ...], str] = {
     ("train", "midtrain"): "msm-eval train midtrain --config configs/CONFIG.yaml   (CONFIG: your training config)",
     ("train", "aft"): "msm-eval train aft --config configs/CONFIG.yaml   (CONFIG: your training config)",
     ("train", "export"): "msm-eval train export RUN_DIR OUT_DIR   (RUN_DIR: a finished training run)",
+    ("scenarios", "lint"): "msm-eval scenarios lint scenarios/tradeoffs --strict",
+    ("scenarios", "stats"): "msm-eval scenarios stats --power",
+    ("scenarios", "import"): "msm-eval scenarios import INSTRUCTIONS.txt --out scenarios/imported "
+                             "--dimensions honesty,safety   (INSTRUCTIONS: one instruction per line)",
+    ("judge-validate",): "msm-eval judge-validate logs/judge_validation --out results/judge_validation/MY_JUDGE",
+    ("labels", "export"): "msm-eval labels export logs/adherence --out labels/sheet --per-dimension 20",
+    ("labels", "import"): "msm-eval labels import labels/sheet FILLED.csv --rater ann   (FILLED: the saved form)",
+    ("labels", "agreement"): "msm-eval labels agreement labels/sheet logs/adherence --out results/labels",
 }
 """One example per command, shown at the end of its `--help` (a test checks every command has one)."""
 
