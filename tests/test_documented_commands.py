@@ -36,7 +36,7 @@ EXCLUDED: dict[str, str] = {
     r"^msm-eval docs decompose constitution --decomposer llm\b": "LLM decomposition (covered by tests/test_decompose.py)",
     r"^msm-eval docs stats\b": "reads the corpus of the excluded generation command",
     r"^msm-eval demos generate\b.*--generator": "LLM demonstrations with a filter model (covered by tests/test_demos.py)",
-    r"^msm-eval (scenarios|specs) validate .*\bmy_(seed|spec)\b": "placeholder file names for the reader's own files",
+    r"^msm-eval (scenarios|specs) (validate|lint) .*\b(my|new)_(seed|spec)\b": "placeholder file names for the reader's own files",
     r"^msm-eval export logs/accepted-run/": "placeholder for the reader's accepted run",
     r"^msm-eval gate results/baselines/baseline\.csv": "placeholder for the reader's own accepted baseline "
                                                         "(docs/ci-gate.md runs the gate on the shipped one)",
@@ -110,8 +110,10 @@ def test_commands_are_found_and_every_exclusion_is_used():
 @pytest.mark.parametrize("doc", [d for d in DOCS if fenced_commands(d)], ids=lambda d: d.name)
 def test_documented_commands_run(doc, tmp_path):
     work = tmp_path / "repo"
-    shutil.copytree(ROOT, work, ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "logs", "demo",
-                                                               "msm_cpu_demo", "scenario_gen_smollm2", "bench"))
+    # `*.egg-info` stays behind: a copy of the editable install's metadata would shadow the installed
+    # one, and inspect would then register the tasks without their `msm_eval/` namespace.
+    shutil.copytree(ROOT, work, ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", "logs",
+                                                               "demo", "msm_cpu_demo", "scenario_gen_smollm2", "bench"))
     bin_dir = str(Path(sys.executable).parent)
     env = dict(os.environ, PYTHONPATH=str(work), PWD=str(work), PATH=bin_dir + os.pathsep + os.environ["PATH"],
                INSPECT_EVAL_LIMIT="1", INSPECT_DISPLAY="none", INSPECT_LOG_DIR=str(work / "logs" / "default"))
