@@ -28,6 +28,9 @@ from msm_eval.results import counts, load, run_metadata, stack_sides, to_json_re
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 RATE_DIMENSIONS = ("harmful", "verdict", "hard_check", "eval_aware")
+AUDIT_SCORERS = ("audit_judge",)
+"""Scorers of audit quality (scenario realism, eval awareness, prefill dependence): reported in a table
+of their own beside the spec's dimensions, never mixed into them."""
 Source = str | Path | Iterable[str | Path] | pd.DataFrame
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
@@ -662,7 +665,10 @@ def build_report(paths: Source, by: str | Sequence[str] = "run", out_dir: str | 
     keys = report_keys(frame, by)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    score_frame = frame[~frame["dimension"].isin(RATE_DIMENSIONS)]
+    audit_rows = frame["scorer"].isin(AUDIT_SCORERS) if "scorer" in frame.columns else \
+        pd.Series(False, index=frame.index)
+    score_frame = frame[~frame["dimension"].isin(RATE_DIMENSIONS) & ~audit_rows]
+    audit_frame = frame[audit_rows & ~frame["dimension"].isin(RATE_DIMENSIONS)]
     summary = summarize(score_frame, by=keys, level=level, n_resamples=n_resamples, seed=seed) if not score_frame.empty \
         else pd.DataFrame(columns=keys + ["dimension", "n", "clusters", "mean", "se", "ci_low", "ci_high", "method"])
     written: dict[str, Path] = {}
@@ -670,10 +676,21 @@ def build_report(paths: Source, by: str | Sequence[str] = "run", out_dir: str | 
         atomic_write_text(out / "summary.csv", ",".join(summary.columns) + "\n")
     # tables for readers name runs in words (summary.csv keeps the unique run ids)
     shown = summary.assign(run=summary["run"].astype(str).map(_human_run_label(frame))) if "run" in keys else summary
+    audit_summary = summarize(audit_frame, by=keys, level=level, n_resamples=n_resamples, seed=seed) \
+        if not audit_frame.empty else pd.DataFrame()
+    if not audit_summary.empty:
+        audit_shown = audit_summary.assign(run=audit_summary["run"].astype(str).map(_human_run_label(frame))) \
+            if "run" in keys else audit_summary
+        written["audit_csv"] = write_frame(audit_summary, out / "audit.csv")
+        written["audit_markdown"] = atomic_write_text(out / "audit.md", "# Audit quality\n\n" + AUDIT_NOTE + "\n\n"
+                                                      + summary_markdown(audit_shown, keys, level))
     modes = rollout_mode_counts(frame, keys)
     modes_md = rollout_mode_markdown(modes, keys)
     written["markdown"] = atomic_write_text(out / "summary.md", f"# {title}\n\n" + summary_markdown(shown, keys, level)
-                                            + ("\n" + modes_md if modes_md else ""))
+                                            + ("\n" + modes_md if modes_md else "")
+                                            + (f"\n## Audit quality\n\n{AUDIT_NOTE}\n\n"
+                                               + summary_markdown(audit_shown, keys, level) if not audit_summary.empty
+                                               else ""))
     if not modes.empty:
         written["rollout_modes"] = write_frame(modes, out / "rollout_modes.csv")
     written["latex"] = atomic_write_text(out / "summary.tex", summary_latex(shown, keys, level))
@@ -710,6 +727,9 @@ def build_report(paths: Source, by: str | Sequence[str] = "run", out_dir: str | 
         "image": _png_data_uri(written["forest"]) if "forest" in written else None,
         "runs": _runs_table(frame, stamp),
     }
+    if not audit_summary.empty:
+        context["sections"].append({"heading": "Audit quality (not spec dimensions)", "columns": summary_cols,
+                                    "rows": _html_rows(audit_summary, summary_cols), "note": AUDIT_NOTE})
     if not rate_table.empty:
         rate_cols = [c for c in rate_table.columns if c not in ("successes", "total")]
         context["sections"].append({"heading": "Harmful-action rates by condition", "columns": rate_cols,
@@ -729,6 +749,12 @@ def build_report(paths: Source, by: str | Sequence[str] = "run", out_dir: str | 
                                             "bootstrap over units. Conventionally >= 0.8 reliable, 0.667-0.8 tentative."})
     written["html"] = atomic_write_text(out / "report.html", _render_html(context))
     return written
+
+
+AUDIT_NOTE = ("Scored by the audit rubric's own judge (`audit_judge`), apart from the spec's dimensions: scenario "
+              "realism and prefill dependence describe the audit, eval awareness the target's suspicion of a test. "
+              "They are never part of the spec tables above or of overall_spirit; read a low realism or a high "
+              "eval awareness as a reason to distrust that run's spec scores.")
 
 
 def judge_agreement(paths: Source, level: str = "ordinal", n_resamples: int = 2_000, seed: int = 0) -> pd.DataFrame:

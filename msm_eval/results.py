@@ -39,7 +39,9 @@ SCORE_RANGE = (-3.0, 3.0)  # the rubric scale; 0/1 rates (harmful, verdict, hard
 NO_DIMENSION = "*"  # dimension label for an errored sample of a log in which nothing was scored
 LOG_SUFFIXES = (".eval", ".json")
 TABLE_SUFFIXES = (".csv", ".parquet")
-_HEAVY_SAMPLE_FIELDS = {"messages", "events", "store", "attachments"}  # not needed for scores
+# Not needed for scores. `timelines` (written by the auditing agent's branches) refer to events by id, so
+# they cannot be parsed once `events` is left out: they go too.
+_HEAVY_SAMPLE_FIELDS = {"messages", "events", "store", "attachments", "timelines"}
 _STRING_COLUMNS = ["run", "model", "spec", "judge", "task", "sample_id", "cluster", "dimension",
                    "status"] + [c for c in META_COLUMNS]
 

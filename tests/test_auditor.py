@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 import pytest
 from inspect_ai.event import AnchorEvent, BranchEvent, ModelEvent, SpanBeginEvent
 
+from msm_eval import report
 from msm_eval.auditor import ToolSpecProblem, audit_budget, validate_tool_spec
 from msm_eval.branches import AuditTree
 from msm_eval.errors import MsmEvalError
@@ -294,6 +296,19 @@ def test_audit_rubric_is_scored_beside_the_spec_rubric_and_sees_prefill(tmp_path
     assert log.eval.metadata["audit_rubric"] == "audit"
     reported = {score.scorer for score in log.results.scores}
     assert {"audit_judge", "constitution_judge"} <= reported
+
+    # the report keeps the audit dimensions in a table of their own, beside (never inside) the spec's
+    written = report.build_report(log.location, out_dir=tmp_path / "report", n_resamples=200, stamp=False)
+    spec_table = pd.read_csv(written["csv"])
+    audit_table = pd.read_csv(written["audit_csv"])
+    assert set(spec_table["dimension"]) == set(DIMS)
+    assert set(audit_table["dimension"]) == set(AUDIT_DIMS)
+    assert audit_table.set_index("dimension").loc["scenario_realism", "mean"] == 2
+    spec_md, audit_md = written["markdown"].read_text().split("## Audit quality")
+    assert "| eval_awareness |" in audit_md and "| eval_awareness |" not in spec_md
+    assert "| overall_spirit |" in spec_md and "| overall_spirit |" not in audit_md
+    html = written["html"].read_text()
+    assert "Audit quality (not spec dimensions)" in html
 
 
 def test_realism_check_sends_unrealistic_actions_back_and_records_scores(tmp_path):
