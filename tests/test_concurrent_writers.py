@@ -65,6 +65,22 @@ def test_a_second_scenario_writer_exits_with_a_clear_message(tmp_path: Path) -> 
     assert responder.calls == []   # no paid call was made twice
 
 
+def test_a_second_demos_writer_exits_with_a_clear_message(tmp_path: Path) -> None:
+    from msm_eval.train.demos import generate_demos
+
+    spec = toy_spec(tmp_path)
+    out = tmp_path / "demos"
+    holder = _hold(out, is_folder=True)
+    try:
+        with pytest.raises(MsmEvalError, match="another process is writing this demonstrations folder"):
+            generate_demos(spec, out, question_types=("direct",))
+        assert not list(out.glob("*.jsonl"))   # nothing appended while the other writer held it
+    finally:
+        holder.communicate("")
+    result = generate_demos(spec, out, question_types=("direct",))
+    assert result.paths["no_reasoning"].exists()
+
+
 def test_stale_temp_files_from_a_killed_run_are_removed_on_the_next_run(tmp_path: Path) -> None:
     spec = toy_spec(tmp_path)
     decomposition = decompose_structural(spec, "full")

@@ -34,7 +34,7 @@ import yaml
 
 from msm_eval.dedup import DEFAULT_THRESHOLD, NearDuplicateIndex
 from msm_eval.errors import MsmEvalError
-from msm_eval.fileio import atomic_write_json, atomic_write_text, output_folder
+from msm_eval.fileio import atomic_write_json, atomic_write_text, exclusive_output, output_folder
 from msm_eval.templating import untrusted_environment
 from msm_eval.train.decompose import decompose_structural
 from msm_eval.train.generation import (
@@ -166,13 +166,30 @@ async def generate_demos_async(spec: Any, out_dir: str | Path, *, generator: str
                                settings: GenerationSettings | None = None,
                                dedup_threshold: float = DEFAULT_THRESHOLD,
                                system_prompt: str | None = None) -> DemosResult:
-    """Async form of `generate_demos`."""
+    """Async form of `generate_demos`. The options are checked before anything is written; the output
+    folder is then held under an exclusive lock, so a second process writing the same folder at the
+    same time fails at once instead of paying for every call twice."""
     if style not in STYLES:
         raise MsmEvalError(f"unknown style '{style}'", field="--style", hint="value or rules")
     unknown = [t for t in question_types if t not in QUESTION_TYPES]
     if unknown:
         raise MsmEvalError(f"unknown question type(s) {unknown}", field="--question-types",
                            hint=", ".join(QUESTION_TYPES))
+    with exclusive_output(out_dir, "demonstrations folder", is_folder=True):
+        return await _generate_demos_locked(
+            spec, out_dir, generator=generator, style=style, reasoning=reasoning, variant=variant,
+            n_domains=n_domains, questions_per_type=questions_per_type, question_types=question_types,
+            filter_model=filter_model, backfill_rounds=backfill_rounds, target=target, seed=seed, settings=settings,
+            dedup_threshold=dedup_threshold, system_prompt=system_prompt)
+
+
+async def _generate_demos_locked(spec: Any, out_dir: str | Path, *, generator: str | Model, style: str,
+                                 reasoning: bool, variant: str, n_domains: int, questions_per_type: int,
+                                 question_types: tuple[str, ...], filter_model: str | Model | None,
+                                 backfill_rounds: int, target: int | None, seed: int,
+                                 settings: GenerationSettings | None, dedup_threshold: float,
+                                 system_prompt: str | None) -> DemosResult:
+    """The body of `generate_demos_async`, run while the output folder's lock is held."""
     settings = settings or GenerationSettings()
     start = time.monotonic()
     folder = Path(out_dir)
