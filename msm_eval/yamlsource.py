@@ -64,6 +64,8 @@ def read_yaml_file(path: str | Path, what: str = "file") -> Any:
     bad syntax raises `MsmEvalError` naming the file (and line) and the fix. `what` names the file
     in the not-found message (e.g. "pipeline config")."""
     source = Path(path)
+    if source.is_dir():
+        raise MsmEvalError(f"is a folder, not a {what}", path=source, hint=f"give the path of the {what} (a YAML file)")
     if not source.is_file():
         raise MsmEvalError(f"{what} not found", path=source, hint="check the path")
     try:

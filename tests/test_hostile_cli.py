@@ -47,6 +47,10 @@ CASES = {
                                     "folder: is a folder, but a file is written here"),
     "demos --out existing file": (lambda t: ["demos", "generate", "constitution", "--out", str(t / "file.txt")],
                                   "file.txt: is a file, but a folder is needed here"),
+    "train --config folder": (lambda t: ["train", "aft", "--config", str(t / "folder")],
+                              "folder: is a folder, not a config file"),
+    "pipeline --config folder": (lambda t: ["pipeline", "--config", str(t / "folder")],
+                                 "folder: is a folder, not a pipeline config"),
     "scenarios validate empty folder": (lambda t: ["scenarios", "validate", str(t / "folder")],
                                         "folder: no seed files found"),
 }
