@@ -24,13 +24,10 @@ import pandas as pd
 
 from msm_eval.errors import MsmEvalError
 from msm_eval.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
-from msm_eval.results import counts, load, run_metadata, stack_sides, to_json_records, write_frame
+from msm_eval.results import AUDIT_SCORERS, counts, load, run_metadata, stack_sides, to_json_records, write_frame
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 RATE_DIMENSIONS = ("harmful", "verdict", "hard_check", "eval_aware")
-AUDIT_SCORERS = ("audit_judge",)
-"""Scorers of audit quality (scenario realism, eval awareness, prefill dependence): reported in a table
-of their own beside the spec's dimensions, never mixed into them."""
 Source = str | Path | Iterable[str | Path] | pd.DataFrame
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
@@ -849,6 +846,12 @@ def _condition_rates(frame: pd.DataFrame, keys: list[str], level: float, n_resam
     return result[lead + [c for c in result.columns if c not in lead]]
 
 
+def _spec_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the spec's dimensions and rates: audit-quality scores (`AUDIT_SCORERS`) are not compared,
+    so they never enter the multiplicity correction of the spec's dimensions (`report` shows them)."""
+    return frame[~frame["scorer"].isin(AUDIT_SCORERS)] if "scorer" in frame.columns else frame
+
+
 def comparison_frame(baseline: Source, candidate: Source | None = None, *, baseline_run: str | None = None,
                      candidate_run: str | None = None, by: str = "run") -> tuple[pd.DataFrame, str, str, str]:
     """The frame and labels to compare: two sources stacked as baseline / candidate sides, or two
@@ -867,8 +870,8 @@ def comparison_frame(baseline: Source, candidate: Source | None = None, *, basel
             raise MsmEvalError(f"baseline and candidate are both '{baseline_run}'", field="by",
                                hint="choose two different values of " + by + ": "
                                     + ", ".join(sorted(frame[by].astype(str).unique())))
-        return frame, baseline_run, candidate_run, by
-    sides = {"baseline": _frame(baseline), "candidate": _frame(candidate)}
+        return _spec_rows(frame), baseline_run, candidate_run, by
+    sides = {"baseline": _spec_rows(_frame(baseline)), "candidate": _spec_rows(_frame(candidate))}
     for side, frame in sides.items():
         for task, runs in frame.groupby("task")["run"].unique().items():
             if len(runs) > 1:

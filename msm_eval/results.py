@@ -207,6 +207,9 @@ def _row_name(frame: pd.DataFrame, position: int, first_row: int | None) -> str:
 _LOG_CACHE: OrderedDict[tuple[str, int, int], tuple[pd.DataFrame, list[dict[str, Any]], str]] = OrderedDict()
 _LOG_CACHE_SIZE = 256
 DEFAULT_RATINGS_SCORER = "constitution_judge"
+AUDIT_SCORERS = ("audit_judge",)
+"""Scorers of audit quality (scenario realism, eval awareness, prefill dependence): reported in a table
+of their own beside the spec's dimensions and left out of the gate unless named, never mixed into them."""
 
 
 def _read_log(path: Path) -> Any:

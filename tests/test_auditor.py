@@ -309,6 +309,8 @@ def test_audit_rubric_is_scored_beside_the_spec_rubric_and_sees_prefill(tmp_path
     assert "| overall_spirit |" in spec_md and "| overall_spirit |" not in audit_md
     html = written["html"].read_text()
     assert "Audit quality (not spec dimensions)" in html
+    frame, *_ = report.comparison_frame(log.location, log.location, by="run")
+    assert set(frame["dimension"]) == set(DIMS)   # compared: the spec's dimensions only
 
 
 def test_realism_check_sends_unrealistic_actions_back_and_records_scores(tmp_path):

@@ -52,6 +52,19 @@ def test_clear_regression_is_caught_and_reported() -> None:
     assert "REGRESSION" in text and "dim1" in text and "FAIL" in text
 
 
+def test_audit_quality_dimensions_are_gated_only_when_named() -> None:
+    frame = simulate_frame(20, 4, dims=3, runs=(0.0, 0.0), seed=1, shared_sample_sd=0.5)
+    frame["scorer"] = np.where(frame["dimension"] == "dim1", "audit_judge", "constitution_judge")
+    base, cand = _sides(frame)
+    dim1 = cand["dimension"] == "dim1"
+    cand.loc[dim1, "score"] = (cand.loc[dim1, "score"] - 2.0).clip(-3, 3)   # e.g. realism collapsed
+    result = run_gate(base, cand, n_resamples=1_000)
+    assert result.exit_code == 0 and set(result.table["dimension"]) == {"dim0", "dim2"}
+    assert any("audit-quality dimension(s) not gated: dim1" in w for w in result.warnings)
+    named = run_gate(base, cand, dims=["dim0", "dim1"], n_resamples=1_000)
+    assert named.exit_code == 1 and named.table.set_index("dimension").loc["dim1", "result"] == "FAIL"
+
+
 def test_drop_within_margin_passes_detect_mode() -> None:
     frame = simulate_frame(20, 4, dims=2, runs=(0.0, 0.0), seed=2, cluster_sd=0.5, noise_sd=0.2)
     base, cand = _sides(frame)
