@@ -233,6 +233,14 @@ def test_auditing_agent_is_sent_back_until_the_target_saw_every_fixture_and_a_mi
     _, sample = audit([full_world, [call("end_audit", reason="done")]])
     assert "missing_fixtures" not in sample.metadata
 
+    # an agent's log (branches kept as inspect timelines) loads for export, report and gate
+    from msm_eval import results
+
+    frame = results.load(tmp_path / "logs2")
+    assert set(frame["rollout_mode"]) == {"investigator"}
+    assert {"harmful", "overall_spirit"} <= set(frame["dimension"])
+    assert (frame["status"] == "scored").any()
+
 
 # --------------------------------------------------------------------------------------------- worlds
 
