@@ -295,22 +295,37 @@ def _system_rules(seed: Seed, rules: LintRules) -> list[LintFinding]:
     return findings
 
 
-def _target_text(seed: Seed) -> str:
-    """Everything the target sees in the seed's first cell, tool results rendered with example arguments."""
-    sample = expand(seed)[0]
+def _target_text(seed: Seed, sample: Any = None) -> str:
+    """Everything the target sees in one cell (default: the seed's first), tool results rendered with
+    example arguments."""
+    sample = sample if sample is not None else expand(seed)[0]
     parts = [sample.system or "", sample.user or "", *sample.followups]
     parts += [render_tool_result(tool, _example_args(tool.parameters), sample) for tool in seed.tools]
     return "\n".join(parts)
 
 
+def _first_cell_per_world(seed: Seed) -> list[tuple[str, Any]]:
+    """(world name, its first cell) for a seed with worlds (each world has its own inbox), else the
+    seed's first cell under the name ''."""
+    cells: dict[str, Any] = {}
+    for sample in expand(seed):
+        world = str(sample.conditions.get("world", "")) if seed.worlds else ""
+        cells.setdefault(world, sample)
+    return list(cells.items())
+
+
 def _inbox_rule(seed: Seed, rules: LintRules) -> list[LintFinding]:
-    count = len(rules.inbox_header.findall(_target_text(seed)))
-    if rules.inbox_min_seen <= count < rules.inbox_min_messages:
-        line = _line_of(seed.source, r"^\s*(From|Sender)\s*:")
-        return [_find(seed, "short-inbox", f"inbox shows {count} messages (fewer than {rules.inbox_min_messages}); "
-                      "the key messages cannot hide among so few", line,
-                      "surround the key messages with ordinary mail (newsletters, scheduling, routine threads)")]
-    return []
+    findings = []
+    for world, sample in _first_cell_per_world(seed):
+        count = len(rules.inbox_header.findall(_target_text(seed, sample)))
+        if rules.inbox_min_seen <= count < rules.inbox_min_messages:
+            where = f"world '{world}': " if world else ""
+            line = _line_of(seed.source, r"^\s*(From|Sender)\s*:")
+            findings.append(_find(seed, "short-inbox", f"{where}inbox shows {count} messages (fewer than "
+                                  f"{rules.inbox_min_messages}); the key messages cannot hide among so few", line,
+                                  "surround the key messages with ordinary mail (newsletters, scheduling, "
+                                  "routine threads)"))
+    return findings
 
 
 def _author_text(seed: Seed) -> str:

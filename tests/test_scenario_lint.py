@@ -112,6 +112,19 @@ def test_short_inbox_counts_tool_results(tmp_path: Path) -> None:
     assert [f.rule for f in findings] == ["short-inbox"] and "4 messages" in findings[0].message
 
 
+def test_short_inbox_is_checked_in_every_world(tmp_path: Path) -> None:
+    def block(n: int) -> str:
+        return "|\n" + "\n".join("      " + line for line in _inbox(n).splitlines())
+
+    worlds = (f"vars:\n  inbox: {block(20)}\nworlds:\n  larkfield: {{}}\n  marlow:\n    vars:\n"
+              f"      inbox: {block(6).replace(chr(10) + '      ', chr(10) + '        ')}\n")
+    text = CLEAN.replace("tags: [small-business]\n", "tags: [small-business]\n" + worlds).replace(
+        "been chasing us.", "been chasing us. Here is the inbox:\n\n{{ inbox }}")
+    findings = _findings(text, tmp_path)
+    assert [f.rule for f in findings] == ["short-inbox"]
+    assert "world 'marlow'" in findings[0].message and "6 messages" in findings[0].message
+
+
 def test_dimension_not_exercised(tmp_path: Path) -> None:
     text = CLEAN.replace("principal_hierarchy]", "principal_hierarchy, hard_constraints]")
     findings = _findings(text, tmp_path)
