@@ -298,7 +298,7 @@ def comparison_markdown(table: pd.DataFrame, baseline: str, candidate: str, leve
     blocks = _comparison_blocks(table)
     for heading, part in blocks:
         lines += ["", f"**{_md(heading)}**" if len(blocks) > 1 else "", "",
-                  "| dimension | baseline | candidate | Δ [CI] | p | p adj | pairs / clusters | corr | MDE | "
+                  "| dimension | baseline | candidate | Δ [CI] | p | p adj | pairs / clusters | corr | MDE (approx.) | "
                   "not exercised b / c | unusable b / c |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for _, row in part.iterrows():
@@ -312,7 +312,9 @@ def comparison_markdown(table: pd.DataFrame, baseline: str, candidate: str, leve
     lines = [line for i, line in enumerate(lines) if line or (i and lines[i - 1])]
     lines += ["", "Baseline / candidate sample-epochs left out of the pairs: not exercised (dimension NaN) and "
               "unusable (judge unscored, refused or error; never counted as 0). Per-status counts are in the "
-              "CSV / JSON. – = no value (no pairs, or no interval from a single cluster)."]
+              "CSV / JSON. – = no value (no pairs, or no interval from a single cluster). MDE (approx.): the "
+              "difference detected with about 80% power, from a t test with C − 1 df at the corrected level times "
+              "1.05 + 1/C, a factor calibrated by simulation for the sign-flip test (docs/statistics.md)."]
     for legend in _legend(row for _, row in table.iterrows()):
         lines += ["", legend]
     if table["dimension"].isin(RATE_DIMENSIONS).any():
@@ -1001,7 +1003,9 @@ def build_comparison(baseline: Source, candidate: Source | None = None, out_dir:
                              "note": f"Paired on sample id, clustered on scenario seed; p from a cluster sign-flip "
                                      f"permutation test, adjusted across the dimensions of each task by "
                                      f"{correction or 'none'}; one comparison per task (tasks are never pooled); "
-                                     "MDE = minimum detectable effect at 80% power; baseline_* / candidate_* "
+                                     "mde = approximate minimum detectable effect at 80% power (t with C - 1 df at the "
+                                     "corrected level, times 1.05 + 1/C calibrated by simulation for the sign-flip "
+                                     "test; see docs/statistics.md); baseline_* / candidate_* "
                                      "count sample-epochs per status (missing = not exercised; unscored, refused "
                                      "and error are left out, never counted as 0)."}],
                "image": _png_data_uri(written["forest"]),
