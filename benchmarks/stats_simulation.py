@@ -4,23 +4,30 @@ power at the reported MDE, with Monte-Carlo error, for 8, 15, 40 and 150 cluster
 Data: `msm_eval.simulate` (integer scores -3..+3 from a rounded, clipped latent normal; latent
 intra-cluster correlation 0.3 or 0.6 alternating by replicate, a further 0.25 correlation between
 a sample's two runs, 4 samples per cluster, 10% of cells not exercised). True means are exact.
+The "unequal" rows keep 1, 1, 1, 2, 2, 4, 8, 16 samples in successive clusters (repeated).
 
-Checks (alpha = 0.05, 95% intervals):
-- summarize: coverage of the true mean (3 dimensions per replicate);
-- compare (paired): coverage of the true difference 0.3;
-- compare (paired=False): two-sided type-I error under no difference;
-- gate detect, 15 dimensions, no difference: family-wise false alarms (or how often it refuses);
-- gate detect, margin 0.3, every dimension dropping exactly 0.3: family-wise false fails;
-- gate noninferiority, margin 0.3, true drop 0.3: false passes per dimension;
-- power at the reported MDE: the gate's `detectable_drop` and compare's `mde` (15 dimensions,
-  Holm, two-sided), each taken as the median reported value under no difference and then put in
-  as the true drop of one dimension.
+Checks (alpha = 0.05, 95% intervals), by `--only` name:
+- coverage: summarize's coverage of the true mean and paired compare's of the true difference
+  0.3 (3 dimensions per replicate);
+- unpaired: compare(paired=False) two-sided type-I error under no difference, equal and unequal
+  clusters (15 dimensions per replicate);
+- detect_false_alarm: gate detect, 15 dimensions, no difference: family-wise false alarms (or
+  how often it refuses);
+- detect_false_fail: gate detect, margin 0.3, every dimension dropping exactly 0.3;
+- noninferiority: gate noninferiority, margin 0.3, true drop 0.3: false passes per dimension,
+  equal and unequal clusters (15 dimensions per replicate);
+- detect_power / compare_power: power at the reported MDE, per ICC: the median reported
+  `detectable_drop` (gate) or `mde` (compare, 15 dimensions, Holm, two-sided) with no difference
+  is put in as the true drop of one dimension of 15 with the same ICC.
 The gate checks call `msm_eval.gate.decide`, the function `run_gate` decides with.
 
-    .venv/bin/python benchmarks/stats_simulation.py [--quick] [--array-reps N] [--frame-reps N]
+    nice -n 10 .venv/bin/python benchmarks/stats_simulation.py [--quick] [--only CHECK,...]
+        [--clusters 8,15] [--array-reps N] [--frame-reps N] [--unpaired-reps N] [--power-reps N]
     .venv/bin/python benchmarks/stats_simulation.py --render   # rewrite the .md from the committed .json
 
-Writes results/bench/stats_simulation.json and .md.
+Writes results/bench/stats_simulation.json and .md; with `--only` the rows of the other checks
+are kept from the JSON already there, and the JSON's `runs` records when and with how many
+replicates each check last ran.
 """
 
 from __future__ import annotations

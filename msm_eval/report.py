@@ -314,7 +314,7 @@ def comparison_markdown(table: pd.DataFrame, baseline: str, candidate: str, leve
               "unusable (judge unscored, refused or error; never counted as 0). Per-status counts are in the "
               "CSV / JSON. – = no value (no pairs, or no interval from a single cluster). MDE (approx.): the "
               "difference detected with about 80% power, from a t test with C − 1 df at the corrected level times "
-              "1.05 + 1/C, a factor calibrated by simulation for the sign-flip test (docs/statistics.md)."]
+              "1.05 + 2/C, a factor calibrated by simulation for the sign-flip test (docs/statistics.md)."]
     for legend in _legend(row for _, row in table.iterrows()):
         lines += ["", legend]
     if table["dimension"].isin(RATE_DIMENSIONS).any():
@@ -1004,7 +1004,7 @@ def build_comparison(baseline: Source, candidate: Source | None = None, out_dir:
                                      f"permutation test, adjusted across the dimensions of each task by "
                                      f"{correction or 'none'}; one comparison per task (tasks are never pooled); "
                                      "mde = approximate minimum detectable effect at 80% power (t with C - 1 df at the "
-                                     "corrected level, times 1.05 + 1/C calibrated by simulation for the sign-flip "
+                                     "corrected level, times 1.05 + 2/C calibrated by simulation for the sign-flip "
                                      "test; see docs/statistics.md); baseline_* / candidate_* "
                                      "count sample-epochs per status (missing = not exercised; unscored, refused "
                                      "and error are left out, never counted as 0)."}],
