@@ -50,6 +50,13 @@ def test_clear_regression_is_caught_and_reported() -> None:
     assert set(table.loc[["dim0", "dim2"], "result"]) == {"pass"}
     text = result.render()
     assert "REGRESSION" in text and "dim1" in text and "FAIL" in text
+    # the detectable drop is labelled approximate and carries the calibration factor
+    assert "approximate" in text and "1.05 + 1/C" in text
+    assert "approximate" in result.to_dict()["power_note"]
+    from msm_eval.stats import minimum_detectable_effect
+    row = table.loc["dim0"]
+    analytic = minimum_detectable_effect(row["se"], 0.05, alternative="less", df=row["clusters"] - 1, tests=3)
+    assert row["detectable_drop"] == pytest.approx(analytic * (1.05 + 1 / row["clusters"]))
 
 
 def test_drop_within_margin_passes_detect_mode() -> None:
