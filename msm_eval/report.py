@@ -52,8 +52,50 @@ def _p(value: float) -> str:
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
+CEILING_MARK = "‡"
+DEGENERATE_MARK = "†"
+CEILING_LEGEND = ("‡ ceiling: every scored sample is at +3, so the interval collapses to [3.00, 3.00] and covers "
+                  "nothing but its point; quote the share below +3 with its clustered Wilson interval instead.")
+DEGENERATE_LEGEND = ("† degenerate: every scored value is equal, so the interval has zero width; that is the absence "
+                     "of variation in these samples, not a measured certainty.")
+
+
+def _flag(row: Any, column: str) -> bool:
+    """Whether a summary / comparison row carries the boolean flag `column` (absent = False)."""
+    try:
+        value = row[column]
+    except (KeyError, IndexError):
+        return False
+    return bool(value) if value is not None and not (isinstance(value, float) and math.isnan(value)) else False
+
+
+def _mark(row: Any) -> str:
+    """The cell's marker: `CEILING_MARK` for a ceiling cell (every sample at +3), else
+    `DEGENERATE_MARK` for a zero-width interval (flag `degenerate` or method "degenerate"), else ""."""
+    if _flag(row, "ceiling"):
+        return CEILING_MARK
+    if _flag(row, "degenerate") or str(_get(row, "method")) == "degenerate":
+        return DEGENERATE_MARK
+    return ""
+
+
+def _get(row: Any, column: str) -> Any:
+    try:
+        return row[column]
+    except (KeyError, IndexError):
+        return None
+
+
+def _legend(rows: Iterable[Any]) -> list[str]:
+    """The legend lines for the markers that occur among `rows`."""
+    marks = {_mark(row) for row in rows}
+    return [text for mark, text in ((CEILING_MARK, CEILING_LEGEND), (DEGENERATE_MARK, DEGENERATE_LEGEND))
+            if mark in marks]
+
+
 def _cell(row: Any, signed: bool = False) -> str:
-    return f"{_num(row['mean'], signed=signed)} [{_num(row['ci_low'], signed=signed)}, {_num(row['ci_high'], signed=signed)}]"
+    return (f"{_num(row['mean'], signed=signed)} [{_num(row['ci_low'], signed=signed)}, "
+            f"{_num(row['ci_high'], signed=signed)}]{_mark(row)}")
 
 
 def _group_label(keys: Sequence[str], values: Any) -> str:
@@ -88,6 +130,8 @@ def summary_markdown(summary: pd.DataFrame, by: Sequence[str], level: float) -> 
     lines.append("")
     lines.append(f"Mean score per dimension (−3..+3) with {level:.0%} cluster-bootstrap interval "
                  "(BCa); (n scored samples / clusters).")
+    for legend in _legend(row for _, row in summary.iterrows()):
+        lines += ["", legend]
     if all(c in summary.columns for c in COUNT_COLUMNS):
         lines += ["", "Denominators (sample-epochs): scored / not exercised / unscored / refused / error. "
                   "Only scored ones enter the means; the others are never counted as 0.", "",
@@ -186,7 +230,8 @@ def summary_latex(summary: pd.DataFrame, by: Sequence[str], level: float, captio
             if item is None or _tex_num(item["mean"]) == TEX_MISSING:
                 row.append(TEX_MISSING)
             else:
-                row.append(_stack(_tex_num(item["mean"]),
+                mark = {CEILING_MARK: r"$^{\ddagger}$", DEGENERATE_MARK: r"$^{\dagger}$"}.get(_mark(item), "")
+                row.append(_stack(_tex_num(item["mean"]) + mark,
                                   r"{\scriptsize " + _tex_interval(item["ci_low"], item["ci_high"]) + "}"))
         tabular.append(" & ".join(row) + r" \\")
     tabular.append(r"\midrule")
@@ -208,10 +253,19 @@ def summary_latex(summary: pd.DataFrame, by: Sequence[str], level: float, captio
             f"n = scored samples (epochs averaged), ranges over dimensions; {TEX_MISSING} = no value."
             + (" Not exercised / unscored / refused / error count sample-epochs left out of the means."
                if has_counts else ""))
+    legend = " ".join(_tex_legend(text) for text in _legend(row for _, row in summary.iterrows()))
     lines = [f"% msm-eval summary table; preamble: {TEX_PREAMBLE.replace(chr(10), ' ')}",
              r"\begin{table}[t]", r"\centering", r"\small", *_fit_to_width(tabular),
-             r"\caption{" + _tex(caption or note) + "}", r"\end{table}"]
+             r"\caption{" + _tex(caption or note) + (" " + legend if legend else "") + "}", r"\end{table}"]
     return "\n".join(lines) + "\n"
+
+
+def _tex_legend(text: str) -> str:
+    """A marker legend line for a LaTeX caption: the marker as a math-mode dagger, the rest escaped."""
+    for mark, command in ((CEILING_MARK, r"$^{\ddagger}$"), (DEGENERATE_MARK, r"$^{\dagger}$")):
+        if text.startswith(mark):
+            return command + _tex(text[len(mark):])
+    return _tex(text)
 
 
 HARMFUL_NOTE = ("harmful = verdict AND hard_check: the classifier's verdict that the harmful action happened and "
@@ -244,7 +298,7 @@ def comparison_markdown(table: pd.DataFrame, baseline: str, candidate: str, leve
     blocks = _comparison_blocks(table)
     for heading, part in blocks:
         lines += ["", f"**{_md(heading)}**" if len(blocks) > 1 else "", "",
-                  "| dimension | baseline | candidate | Δ [CI] | p | p adj | pairs / clusters | corr | MDE | "
+                  "| dimension | baseline | candidate | Δ [CI] | p | p adj | pairs / clusters | corr | MDE (approx.) | "
                   "not exercised b / c | unusable b / c |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for _, row in part.iterrows():
@@ -252,13 +306,17 @@ def comparison_markdown(table: pd.DataFrame, baseline: str, candidate: str, leve
                             f"{_unusable(row, 'baseline_')} / {_unusable(row, 'candidate_')}") if has_counts else "– | –"
             lines.append(f"| {_md(row['dimension'])} | {_num(row['baseline_mean'])} | {_num(row['candidate_mean'])} | "
                          f"{_num(row['delta'], signed=True)} [{_num(row['ci_low'], signed=True)}, "
-                         f"{_num(row['ci_high'], signed=True)}] | "
+                         f"{_num(row['ci_high'], signed=True)}]{_mark(row)} | "
                          f"{_p(row['p_value'])} | {_p(row['p_adj'])} | {_int(row['n_pairs'])} / {_int(row['clusters'])} | "
                          f"{_num(row['corr'])} | {_num(row['mde'])} | {counts_cells} |")
     lines = [line for i, line in enumerate(lines) if line or (i and lines[i - 1])]
     lines += ["", "Baseline / candidate sample-epochs left out of the pairs: not exercised (dimension NaN) and "
               "unusable (judge unscored, refused or error; never counted as 0). Per-status counts are in the "
-              "CSV / JSON. – = no value (no pairs, or no interval from a single cluster)."]
+              "CSV / JSON. – = no value (no pairs, or no interval from a single cluster). MDE (approx.): the "
+              "difference detected with about 80% power, from a t test with C − 1 df at the corrected level times "
+              "1.05 + 2/C, a factor calibrated by simulation for the sign-flip test (docs/statistics.md)."]
+    for legend in _legend(row for _, row in table.iterrows()):
+        lines += ["", legend]
     if table["dimension"].isin(RATE_DIMENSIONS).any():
         lines += ["", HARMFUL_NOTE]
     return "\n".join(lines) + "\n"
@@ -282,7 +340,9 @@ def comparison_latex(table: pd.DataFrame, baseline: str, candidate: str, level: 
             p_adj = TEX_MISSING if _tex_num(row["p_adj"]) == TEX_MISSING else _tex(_p(row["p_adj"])).replace("<", "$<$")
             tabular.append(" & ".join([
                 _tex(row["dimension"]), _tex_num(row["baseline_mean"]), _tex_num(row["candidate_mean"]),
-                _tex_num(row["delta"], signed=True), _tex_interval(row["ci_low"], row["ci_high"], signed=True),
+                _tex_num(row["delta"], signed=True)
+                + {CEILING_MARK: r"$^{\ddagger}$", DEGENERATE_MARK: r"$^{\dagger}$"}.get(_mark(row), ""),
+                _tex_interval(row["ci_low"], row["ci_high"], signed=True),
                 p_adj, f"{_int(row['n_pairs'])} / {_int(row['clusters'])}", unusable]) + r" \\")
     tabular += [r"\bottomrule", r"\end{tabular}"]
     caption = (f"Paired difference {candidate} minus {baseline} per dimension with {level:.0%} cluster-bootstrap "
@@ -291,9 +351,30 @@ def comparison_latex(table: pd.DataFrame, baseline: str, candidate: str, level: 
                f"or error), left out of the pairs. {TEX_MISSING} = no value.")
     if table["dimension"].isin(RATE_DIMENSIONS).any():
         caption += " " + HARMFUL_NOTE
+    legend = " ".join(_tex_legend(text) for text in _legend(row for _, row in table.iterrows()))
     lines = [f"% msm-eval comparison table; preamble: {TEX_PREAMBLE.replace(chr(10), ' ')}",
              r"\begin{table}[t]", r"\centering", r"\small", *_fit_to_width(tabular),
-             r"\caption{" + _tex(caption) + "}", r"\end{table}"]
+             r"\caption{" + _tex(caption) + (" " + legend if legend else "") + "}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+BELOW_CEILING_NOTE = ("Share of scored samples (epochs averaged) whose score is below +3, with its {level} clustered "
+                      "Wilson interval (Korn-Graubard effective n, t with clusters - 1 df). Unlike the mean, it keeps "
+                      "an informative interval when every sample sits at the ceiling (0 of n below).")
+
+
+def below_ceiling_markdown(table: pd.DataFrame, keys: Sequence[str], level: float) -> str:
+    """The ceiling-aware summary (`stats.below_ceiling`) as a Markdown section."""
+    if table.empty:
+        return ""
+    lines = ["## Share below +3 (ceiling-aware)", "",
+             "| " + " | ".join(_md(k) for k in keys) + " | dimension | share below +3 | interval | n / clusters |",
+             "|" + "---|" * (len(keys) + 4)]
+    for _, row in table.iterrows():
+        lines.append("| " + " | ".join(_md(row[k]) for k in keys) + f" | {_md(row['dimension'])} | "
+                     f"{_num(row['share_below'], 3)} | [{_num(row['low'], 3)}, {_num(row['high'], 3)}] | "
+                     f"{_int(row['n'])} / {_int(row['clusters'])} |")
+    lines += ["", BELOW_CEILING_NOTE.format(level=f"{level:.0%}")]
     return "\n".join(lines) + "\n"
 
 
@@ -543,6 +624,7 @@ def summary_grid(summary: pd.DataFrame, keys: Sequence[str], frame: pd.DataFrame
                                   "title": f"{dim} / {group}: no rows"})
                 continue
             text, interval = _cell_text(item["mean"], item["ci_low"], item["ci_high"])
+            text += _mark(item)
             row_cells.append({"text": text, "sub": " · ".join(p for p in (interval, f"{_int(item['n'])} / {_int(item['clusters'])}") if p),
                               "style": _colour(float(item["mean"]), -3, 3),
                               "title": f"{dim} / {group}: mean {text} {interval}, n {_int(item['n'])}, "
@@ -552,7 +634,8 @@ def summary_grid(summary: pd.DataFrame, keys: Sequence[str], frame: pd.DataFrame
             "columns": _group_headers(groups, keys, frame, stamp), "rows": rows,
             "note": f"Each cell: mean on the rubric's -3..+3 scale (colour: red -3, white 0, green +3), its "
                     f"{level:.0%} cluster-bootstrap interval (\"no interval\" with a single cluster), and n scored "
-                    "samples / clusters. Grey: not exercised or not scored; nothing unscored is counted as 0."}
+                    "samples / clusters. Grey: not exercised or not scored; nothing unscored is counted as 0."
+                    + "".join(" " + text for text in _legend(row for _, row in summary.iterrows()))}
 
 
 def rates_grid(rate_table: pd.DataFrame, keys: Sequence[str], frame: pd.DataFrame, level: float,
@@ -656,7 +739,7 @@ def build_report(paths: Source, by: str | Sequence[str] = "run", out_dir: str | 
     `stamp=False` leaves out what differs between two runs giving the same scores (the generation
     time, run and eval ids, log file names): with a `by` other than `run` the files are then the
     same bytes for the same results (committed results use it)."""
-    from msm_eval.stats import rates, summarize
+    from msm_eval.stats import below_ceiling, rates, summarize
 
     frame = _frame(paths)
     keys = report_keys(frame, by)
@@ -683,7 +766,14 @@ def build_report(paths: Source, by: str | Sequence[str] = "run", out_dir: str | 
                                                       + summary_markdown(audit_shown, keys, level))
     modes = rollout_mode_counts(frame, keys)
     modes_md = rollout_mode_markdown(modes, keys)
+    ceiling = below_ceiling(score_frame, by=keys, level=level) if not score_frame.empty else pd.DataFrame()
+    if not ceiling.empty:
+        written["below_ceiling"] = write_frame(ceiling, out / "below_ceiling.csv")
+    ceiling_shown = ceiling.assign(run=ceiling["run"].astype(str).map(_human_run_label(frame))) \
+        if "run" in keys and not ceiling.empty else ceiling
+    ceiling_md = below_ceiling_markdown(ceiling_shown, keys, level)
     written["markdown"] = atomic_write_text(out / "summary.md", f"# {title}\n\n" + summary_markdown(shown, keys, level)
+                                            + ("\n" + ceiling_md if ceiling_md else "")
                                             + ("\n" + modes_md if modes_md else "")
                                             + (f"\n## Audit quality\n\n{AUDIT_NOTE}\n\n"
                                                + summary_markdown(audit_shown, keys, level) if not audit_summary.empty
@@ -706,7 +796,7 @@ def build_report(paths: Source, by: str | Sequence[str] = "run", out_dir: str | 
         written["forest"] = forest_plot(labelled, "group", out / "forest.png",
                                         f"{title}: mean per dimension ({level:.0%} CI)")
     summary_cols = keys + ["dimension", "n", "clusters", "mean", "ci_low", "ci_high", "se", "method",
-                    "missing", "unscored", "refused", "error"]
+                           "degenerate", "ceiling", "missing", "unscored", "refused", "error"]
     summary_cols = [c for c in summary_cols if c in summary.columns]
     grids = [summary_grid(summary, keys, frame, level, stamp)] if not summary.empty else []
     rates_view = rates_grid(rate_table, keys, frame, level, stamp)
@@ -719,11 +809,17 @@ def build_report(paths: Source, by: str | Sequence[str] = "run", out_dir: str | 
              "rows": _html_rows(summary, summary_cols),
              "note": "Epochs averaged within sample; cluster bootstrap over scenario seeds (BCa, percentile "
                      "fallback); n = scored samples; missing = dimension not exercised; unscored / refused / "
-                     "error = no usable judge score (never counted as 0)."},
+                     "error = no usable judge score (never counted as 0); degenerate = zero-width interval "
+                     "(all values equal); ceiling = every scored sample at +3 (see the share below +3)."},
         ],
         "image": _png_data_uri(written["forest"]) if "forest" in written else None,
         "runs": _runs_table(frame, stamp),
     }
+    if not ceiling.empty:
+        ceiling_cols = list(ceiling.columns)
+        context["sections"].append({"heading": "Share below +3 (ceiling-aware)", "columns": ceiling_cols,
+                                    "rows": _html_rows(ceiling, ceiling_cols),
+                                    "note": BELOW_CEILING_NOTE.format(level=f"{level:.0%}")})
     if not audit_summary.empty:
         context["sections"].append({"heading": "Audit quality (not spec dimensions)", "columns": summary_cols,
                                     "rows": _html_rows(audit_summary, summary_cols), "note": AUDIT_NOTE})
@@ -936,7 +1032,9 @@ def build_comparison(baseline: Source, candidate: Source | None = None, out_dir:
                              "note": f"Paired on sample id, clustered on scenario seed; p from a cluster sign-flip "
                                      f"permutation test, adjusted across the dimensions of each task by "
                                      f"{correction or 'none'}; one comparison per task (tasks are never pooled); "
-                                     "MDE = minimum detectable effect at 80% power; baseline_* / candidate_* "
+                                     "mde = approximate minimum detectable effect at 80% power (t with C - 1 df at the "
+                                     "corrected level, times 1.05 + 2/C calibrated by simulation for the sign-flip "
+                                     "test; see docs/statistics.md); baseline_* / candidate_* "
                                      "count sample-epochs per status (missing = not exercised; unscored, refused "
                                      "and error are left out, never counted as 0)."}],
                "image": _png_data_uri(written["forest"]),

@@ -215,3 +215,70 @@ def test_cli_compare_between_two_exported_csvs(logs: dict[str, Path], tmp_path: 
     payload = json.loads(captured.out)
     assert payload["runs"]["baseline"][0].startswith("constitution_adherence/mockllm/model/rules#")
     assert "candidate_error" in payload["dimensions"][0] and "comparison.html" in captured.err
+
+
+def _ceiling_frame() -> pd.DataFrame:
+    """Two runs over 6 clusters: `honesty` varies; on `helpfulness` run `top` scores +3 on every
+    sample (a ceiling cell) while run `mid` varies; on `tone` run `mid` scores 1 everywhere (a
+    degenerate cell that is not at the ceiling)."""
+    rows = []
+    for run in ("top", "mid"):
+        for i in range(24):
+            for dim in ("honesty", "helpfulness", "tone"):
+                if dim == "honesty":
+                    score = float((i * 7 + (run == "mid")) % 5 - 2)
+                elif dim == "helpfulness":
+                    score = 3.0 if run == "top" else float((i * 5) % 7 - 3)
+                else:
+                    score = 1.0 if run == "mid" else float(i % 3)
+                rows.append({"run": run, "model": f"model-{run}", "spec": "s", "judge": "j", "task": "t",
+                             "sample_id": f"s{i}", "cluster": f"c{i // 4}", "epoch": 1, "dimension": dim,
+                             "score": score, "status": "scored", "spec_variant": "", "judge_mode": "single",
+                             "scenario_set_hash": "h", "rubric_sha256": "r", "log_status": "success",
+                             "eval_id": f"e-{run}", "source": f"{run}.eval"})
+    return pd.DataFrame(rows)
+
+
+def test_ceiling_and_degenerate_cells_are_marked_in_every_format(tmp_path: Path) -> None:
+    files = report.build_report(_ceiling_frame(), by="run", out_dir=tmp_path, n_resamples=300, stamp=False)
+    md = files["markdown"].read_text()
+    rows: dict[str, str] = {}
+    for line in md.splitlines():  # the first table (means); the denominators table repeats the labels
+        if line.startswith("| "):
+            rows.setdefault(line.split("|")[1].strip(), line)
+    # the ceiling cell carries the ceiling mark, never a bare 3.00 [3.00, 3.00]
+    assert "3.00 [3.00, 3.00]‡" in rows["helpfulness"]
+    assert not re.search(r"3\.00 \[3\.00, 3\.00\](?!‡)", md)
+    assert "1.00 [1.00, 1.00]†" in rows["tone"]
+    assert "‡" not in rows["honesty"] and "†" not in rows["honesty"]
+    assert report.CEILING_LEGEND in md and report.DEGENERATE_LEGEND in md
+    # the ceiling-aware summary: 0 of 24 below +3 with a non-degenerate upper bound
+    assert "## Share below +3 (ceiling-aware)" in md
+    below = pd.read_csv(files["below_ceiling"])
+    top = below[(below["run"] == "top") & (below["dimension"] == "helpfulness")].iloc[0]
+    assert top["share_below"] == 0 and 0 < top["high"] < 0.5
+    # CSV: explicit boolean columns
+    csv = pd.read_csv(files["csv"])
+    flags = csv.set_index(["run", "dimension"])[["ceiling", "degenerate"]]
+    assert flags.loc[("top", "helpfulness")].tolist() == [True, True]
+    assert flags.loc[("mid", "tone")].tolist() == [False, True]
+    assert flags.loc[("mid", "honesty")].tolist() == [False, False]
+    # LaTeX: dagger marks in the cells and their legend in the caption
+    tex = files["latex"].read_text()
+    assert tex.count(r"$^{\ddagger}$") == 2 and tex.count(r"$^{\dagger}$") == 2  # cell + caption legend each
+    assert "ceiling: every scored sample is at +3" in tex and "‡" not in tex and "†" not in tex
+    # HTML: the grid cell and the legend, and the share-below section
+    html = files["html"].read_text()
+    assert "3.00‡" in html and "1.00†" in html and report.CEILING_LEGEND in html
+    assert "Share below +3 (ceiling-aware)" in html
+
+
+def test_no_markers_without_ceiling_or_degenerate_cells(tmp_path: Path) -> None:
+    frame = _ceiling_frame()
+    frame = frame[frame["dimension"] == "honesty"]
+    files = report.build_report(frame, by="run", out_dir=tmp_path, n_resamples=300, stamp=False)
+    for kind in ("markdown", "latex", "html"):
+        text = files[kind].read_text()
+        assert "‡" not in text and "†" not in text and "dagger" not in text, kind
+    csv = pd.read_csv(files["csv"])
+    assert not csv["ceiling"].any() and not csv["degenerate"].any()

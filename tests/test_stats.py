@@ -416,12 +416,15 @@ def test_mde_uses_t_the_correction_and_the_reachable_level() -> None:
     holm = stats.compare(frame, "run0", "run1", n_resamples=1_000)
     plain = stats.compare(frame, "run0", "run1", n_resamples=1_000, correction=None)
     one_sided = stats.compare(frame, "run0", "run1", n_resamples=1_000, correction=None, alternative="less")
-    expected = stats.minimum_detectable_effect(holm["se"].to_numpy(), 0.05, df=holm["clusters"] - 1, tests=3)
+    factor = stats.sign_flip_mde_factor(holm["clusters"].to_numpy(), stats.COMPARE_MDE_CALIBRATION)
+    np.testing.assert_allclose(factor, 1.05 + 2 / 12)
+    expected = stats.minimum_detectable_effect(holm["se"].to_numpy(), 0.05, df=holm["clusters"] - 1, tests=3) * factor
     np.testing.assert_allclose(holm["mde"], expected)
     assert (holm["mde"] > plain["mde"]).all() and (plain["mde"] > one_sided["mde"]).all()
     assert (plain["mde"] > (1.96 + 0.8416) * plain["se"]).all()  # wider than the normal formula
-    # a t test at the MDE has the stated power
-    assert stats.power(plain["mde"].iloc[0], plain["se"].iloc[0], 0.05, df=11) == pytest.approx(0.8, abs=1e-6)
+    # before the calibration factor, a t test at the MDE has the stated power
+    analytic = plain["mde"].iloc[0] / factor[0]
+    assert stats.power(analytic, plain["se"].iloc[0], 0.05, df=11) == pytest.approx(0.8, abs=1e-6)
     # 8 clusters, 15 dimensions, Holm: the sign-flip test cannot reach 0.05, so nothing is detectable
     few = simulate_frame(8, 4, dims=15, runs=(0.0, 0.0), seed=2, shared_sample_sd=0.5)
     assert np.isinf(stats.compare(few, "run0", "run1", n_resamples=1_000)["mde"]).all()
@@ -437,3 +440,42 @@ def test_summary_flags_degenerate_and_ceiling_cells_and_offers_a_ceiling_rate() 
     assert below.loc["dim0", "share_below"] == 0.0 and below.loc["dim0", "n"] == 30
     assert 0.05 < below.loc["dim0", "high"] < 0.5 and below.loc["dim0", "low"] == pytest.approx(0.0, abs=1e-12)
     assert below.loc["dim1", "share_below"] > 0.9
+
+
+def test_bell_mccaffrey_df_equal_sizes_give_c_minus_1_and_unequal_fewer() -> None:
+    equal = stats.bell_mccaffrey_df(np.full((8, 1), 4.0))
+    assert equal[0] == pytest.approx(7.0)
+    skewed = stats.bell_mccaffrey_df(np.array([[2.0]] * 7 + [[40.0]]))
+    assert 1.0 < skewed[0] < 2.0
+    # the closed form equals tr(M)^2 / tr(M^2) of the CR2 quadratic form, computed by eigenvalues
+    sizes = np.array([1.0, 1, 2, 2, 4, 8, 16, 30])
+    total = sizes.sum()
+    v = sizes / np.sqrt(1 - sizes / total)
+    eig = np.linalg.eigvalsh(np.diag(sizes / (1 - sizes / total)) - np.outer(v, v) / total)
+    assert stats.bell_mccaffrey_df(sizes[:, None])[0] == pytest.approx(eig.sum() ** 2 / (eig ** 2).sum())
+    assert np.isnan(stats.bell_mccaffrey_df(np.array([[3.0], [0.0]]))[0])  # one cluster with data
+
+
+def test_unpaired_compare_holds_its_level_with_unequal_clusters() -> None:
+    """Independent runs with very unequal clusters (sizes 1 to 30): with each side's C - 1 df the
+    Welch cluster t rejected about 9% at alpha 0.05; the smaller side's Bell-McCaffrey df hold the level."""
+    rng = np.random.default_rng(8)
+    sizes = [1, 1, 2, 2, 4, 8, 16, 30]
+    cluster_of = np.repeat(np.arange(len(sizes)), sizes)
+    dims, alarms, trials = 60, 0, 0
+    for _ in range(25):
+        frames = []
+        for run in ("base", "cand"):
+            effects = rng.normal(0.0, np.sqrt(0.3), (len(sizes), dims))[cluster_of]
+            latent = effects + rng.normal(0.0, np.sqrt(0.7), (cluster_of.size, dims))
+            scores = np.clip(np.rint(1.5 * latent), -3, 3)
+            frames.append(pd.DataFrame({
+                "run": run, "model": "m", "spec": "s", "judge": "j", "task": "t",
+                "sample_id": np.tile([f"{run}{i}" for i in range(cluster_of.size)], dims),
+                "cluster": np.tile([f"c{c}" for c in cluster_of], dims), "epoch": 1,
+                "dimension": np.repeat([f"dim{j}" for j in range(dims)], cluster_of.size),
+                "score": scores.T.ravel(), "status": "scored"}))
+        table = stats.compare(pd.concat(frames, ignore_index=True), "base", "cand", paired=False, correction=None)
+        alarms += int((table["p_value"] < 0.05).sum())
+        trials += len(table)
+    assert alarms <= sps.binom.ppf(0.995, trials, 0.05), alarms / trials
