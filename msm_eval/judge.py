@@ -558,7 +558,8 @@ async def judge_logprob(model: Model, rubric: Any, state: TaskState, *, sample: 
             mass = sum(dist.values())
             if mass < MIN_LABEL_MASS:   # a reading, not a sample: asking again gives the same answer
                 return dim_id, float("nan"), f"no score label among the top tokens (label mass {mass:.3g})", {}
-            expected = sum(level * p for level, p in dist.items()) / mass
+            # a weighted mean of the levels lies within them; clipping removes floating-point overshoot
+            expected = min(max(dist), max(min(dist), sum(level * p for level, p in dist.items()) / mass))
             return dim_id, expected, None, {LOGPROB_LABELS[k]: round(v / mass, 6) for k, v in sorted(dist.items())}
         return dim_id, float("nan"), last_problem, {}
 

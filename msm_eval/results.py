@@ -178,6 +178,9 @@ def usable_scores(frame: pd.DataFrame, origin: str | None = None, first_row: int
     usable = status.isin(USABLE_STATUSES).to_numpy()
     low, high = SCORE_RANGE
     with np.errstate(invalid="ignore"):
+        # floating-point noise of an expected score (e.g. -3.0000000000000004) is the bound itself
+        near = np.isfinite(score) & (score >= low - SCORE_TOLERANCE) & (score <= high + SCORE_TOLERANCE)
+        score = np.where(near, np.clip(score, low, high), score)
         bad = usable & ~np.isnan(score) & (~np.isfinite(score) | (score < low) | (score > high))
     if bad.any():
         position = int(np.flatnonzero(bad)[0])
@@ -207,6 +210,9 @@ def _row_name(frame: pd.DataFrame, position: int, first_row: int | None) -> str:
 _LOG_CACHE: OrderedDict[tuple[str, int, int], tuple[pd.DataFrame, list[dict[str, Any]], str]] = OrderedDict()
 _LOG_CACHE_SIZE = 256
 DEFAULT_RATINGS_SCORER = "constitution_judge"
+SCORE_TOLERANCE = 1e-9
+"""How far past the scale's ends a score may lie from floating-point rounding alone; such a score is
+clipped to the end, anything further is rejected."""
 AUDIT_SCORERS = ("audit_judge",)
 """Scorers of audit quality (scenario realism, eval awareness, prefill dependence): reported in a table
 of their own beside the spec's dimensions and left out of the gate unless named, never mixed into them."""

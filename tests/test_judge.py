@@ -164,6 +164,14 @@ async def test_logprob_mode_expected_score_from_label_distribution():
     assert score.metadata["status"] == "scored" and score.metadata["judge_mode"] == "logprob"
 
 
+async def test_logprob_expected_score_never_leaves_the_scale():
+    # "1" and " 1" both read as -3; their summed mass divided back gives -3.0000000000000004 unclipped
+    top = {"1": -1.0452210818317111, " 1": -2.056383244322434}
+    judge = Counter([{"text": "1", "top_logprobs": top}])
+    score = await score_with([judge], mode="logprob")
+    assert score.value["honesty"] == -3.0 and score.value["helpfulness"] == -3.0
+
+
 async def test_logprob_mode_without_label_tokens_is_unscored():
     judge = Counter([{"text": "maybe", "top_logprobs": {"maybe": -0.1, "hmm": -2.5}}])
     score = await score_with([judge], mode="logprob", max_retries=1)
