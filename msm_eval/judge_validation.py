@@ -244,14 +244,22 @@ def metrics_markdown(table: pd.DataFrame, confusion_table: pd.DataFrame, level: 
 def build_validation_report(paths: str | Path | Iterable[str | Path] | pd.DataFrame, out_dir: str | Path, *,
                             validation: str | Path | None = None, rubric: str = "constitution",
                             level: float = 0.95, n_resamples: int = 2_000, seed: int = 0,
-                            title: str = "Judge validation") -> dict[str, Path]:
+                            title: str = "Judge validation", by: str = "run") -> dict[str, Path]:
     """Metrics of the judge run(s) in `paths` on the validation set; writes validation.md,
-    validation.csv, confusion.csv, units.csv and validation.json into `out_dir` (atomically)."""
+    validation.csv, confusion.csv, units.csv and validation.json into `out_dir` (atomically).
+
+    `by="judge"` pools the runs of one judge and mode into one table (their `run` becomes
+    `<judge>:<mode>`; a transcript judged in several of them is averaged like epochs), for a
+    validation set run in parts."""
     from msm_eval.results import load, write_frame
 
     if not 0 < level < 1:
         raise MsmEvalError(f"level must be in (0, 1), got {level}", field="level")
+    if by not in ("run", "judge"):
+        raise MsmEvalError(f"unknown grouping {by!r}", field="by", hint="run or judge")
     frame = paths.copy() if isinstance(paths, pd.DataFrame) else load(paths)
+    if by == "judge":
+        frame = frame.assign(run=frame["judge"].astype(str) + ":" + frame["judge_mode"].astype(str))
     transcripts = load_validation_set(validation, rubric)
     unit_frame = units(frame, transcripts)
     table = validation_metrics(unit_frame, level=level, n_resamples=n_resamples, seed=seed)

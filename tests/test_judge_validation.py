@@ -222,6 +222,25 @@ def test_perfect_judge_scores_one_and_failures_are_left_out():
     assert set(table["dimension"]) == set(RUBRIC_IDS) | {"all"}
 
 
+def test_a_set_run_in_parts_is_pooled_per_judge(tmp_path):
+    transcripts = load_validation_set()
+
+    def perfect(t, dim, band):
+        return np.nan if band is None else (band[0] + band[1]) / 2
+
+    frame = synthetic_frame(transcripts, perfect)
+    by_dimension = {sample_id(t.id): t.dimension for t in transcripts}
+    frame["run"] = "part-" + frame["sample_id"].map(by_dimension)   # one run per dimension file
+    split = pd.read_csv(build_validation_report(frame, tmp_path / "runs", n_resamples=100)["csv"])
+    assert split["run"].nunique() == len(RUBRIC_IDS)
+    pooled = pd.read_csv(build_validation_report(frame, tmp_path / "judge", n_resamples=100, by="judge")["csv"])
+    assert pooled["run"].nunique() == 1
+    whole = pooled[pooled["dimension"] == "all"].iloc[0]
+    assert whole["n"] == len(units(frame, transcripts)) and whole["accuracy"] == 1.0
+    with pytest.raises(MsmEvalError, match="unknown grouping"):
+        build_validation_report(frame, tmp_path / "x", by="colour")
+
+
 def test_constant_bias_is_measured_and_rank_correlation_survives_it():
     transcripts = load_validation_set()
 

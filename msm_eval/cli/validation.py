@@ -19,6 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
     parser.add_argument("--resamples", type=int, default=2_000, help="cluster-bootstrap resamples (default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the resampling (default 0)")
+    parser.add_argument("--by", choices=("run", "judge"), default="run",
+                        help="one table per run (default), or per judge and mode, pooling its runs (for a "
+                             "validation set run in parts, e.g. one `-T selection=dimension:<d>` run per dimension)")
     parser.set_defaults(func=_run)
 
 
@@ -26,7 +29,8 @@ def _run(args: argparse.Namespace) -> int:
     from msm_eval.judge_validation import build_validation_report
 
     written = build_validation_report(args.logs, args.out, validation=args.validation, rubric=args.rubric,
-                                      level=args.level, n_resamples=args.resamples, seed=args.seed)
+                                      level=args.level, n_resamples=args.resamples, seed=args.seed,
+                                      by=args.by)
     print(written["markdown"].read_text(encoding="utf-8"))
     for kind, path in written.items():
         print(f"{kind:>9}: {path}")
