@@ -118,7 +118,8 @@ def test_documented_commands_run(doc, tmp_path):
     # `*.egg-info` stays behind: a copy of the editable install's metadata would shadow the installed
     # one, and inspect would then register the tasks without their `msm_eval/` namespace.
     shutil.copytree(ROOT, work, ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", "logs",
-                                                               "demo", "msm_cpu_demo", "scenario_gen_smollm2", "bench"))
+                                                               "demo", "msm_cpu_demo", "msm_positive_control",
+                                                               "scenario_gen_smollm2", "bench"))
     bin_dir = str(Path(sys.executable).parent)
     env = dict(os.environ, PYTHONPATH=str(work), PWD=str(work), PATH=bin_dir + os.pathsep + os.environ["PATH"],
                INSPECT_EVAL_LIMIT="1", INSPECT_DISPLAY="none", INSPECT_LOG_DIR=str(work / "logs" / "default"))
