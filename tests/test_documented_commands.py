@@ -102,7 +102,8 @@ def block_script(block: list[str]) -> str:
         codes = " ".join(str(c) for c in sorted(allowed))
         lines.append(f"{command}\n__rc=$?; case \" {codes} \" in *\" $__rc \"*) ;; "
                      f"*) echo \"__FAILED__ line {index}: exit $__rc\" >&2; exit 97;; esac; (exit $__rc)")
-    return "\n".join(lines) + "\n"
+    # reaching the end means every command exited with an allowed code (the last may be non-zero)
+    return "\n".join(lines) + "\nexit 0\n"
 
 
 def test_commands_are_found_and_every_exclusion_is_used():
