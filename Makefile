@@ -28,3 +28,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The MSM positive control (configs/positive_control.yaml, docs/training.md): about 12 minutes on
+# 2 shared CPU cores. One torch thread: on a machine whose cores are shared, more threads than free
+# cores made each training step up to 6x slower here.
+.PHONY: positive-control gpu-check
+positive-control: $(STAMP)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/msm-eval pipeline --config configs/positive_control.yaml
+
+# End-to-end check of the GPU path (scripts/gpu_check.py): exits 2 with a message when no GPU is visible.
+gpu-check: $(STAMP)
+	$(BIN)/python scripts/gpu_check.py $(GPU_CHECK_ARGS)

@@ -54,7 +54,7 @@ def _config(tmp_path: Path, model: Path, **over: Any) -> Any:
            "documents": {"generator": "template"}, "demos": {"generator": "template"},
            "midtrain": {"seq_len": 64, "batch_size": 2, "epochs": 1, "lora": {"r": 2, "alpha": 4}, "bf16": False,
                         "progress": False},
-           "aft": {"seq_len": 64, "batch_size": 2, "epochs": 1, "bf16": False, "progress": False},
+           "aft": {"seq_len": 128, "batch_size": 2, "epochs": 1, "bf16": False, "progress": False},
            "eval": {"presentation": "free"}}
     raw.update(over)
     return pipeline_config_from_dict(raw)

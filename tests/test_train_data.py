@@ -110,9 +110,28 @@ def test_pack_examples_keeps_chats_whole_and_pads_little() -> None:
     assert sorted(lengths) == [1, 2, 3, 4, 5, 6]
 
 
-def test_too_long_chat_is_truncated_and_counted() -> None:
-    rows = pack_examples([(list(range(10)), list(range(1, 10)) + [IGNORE])], seq_len=4, pad_id=0)
-    assert rows.n_truncated == 6 and rows.targets.tolist() == [[1, 2, 3, IGNORE]]
+def test_chat_whose_reply_would_be_cut_is_dropped_and_counted_not_trained_on() -> None:
+    fits = ([1, 2, 3], [2, 3, IGNORE])
+    too_long = (list(range(10)), list(range(1, 10)) + [IGNORE])     # every position is a reply target
+    rows = pack_examples([fits, too_long], seq_len=4, pad_id=0)
+    assert (rows.n_examples, rows.n_dropped, rows.n_cut_replies, rows.n_truncated) == (1, 1, 0, 0)
+    assert rows.targets.tolist() == [[2, 3, IGNORE, IGNORE]]        # only the chat that fits
+
+
+def test_long_chat_policies_error_and_truncate() -> None:
+    too_long = (list(range(10)), list(range(1, 10)) + [IGNORE])
+    with pytest.raises(MsmEvalError, match=r"c.jsonl:7 has 10 tokens.*seq_len 4 would cut its assistant reply"):
+        pack_examples([too_long], seq_len=4, pad_id=0, long_chats="error", where="c.jsonl", labels=["c.jsonl:7"])
+    cut = pack_examples([too_long], seq_len=4, pad_id=0, long_chats="truncate")
+    assert (cut.n_cut_replies, cut.n_truncated) == (1, 6) and cut.targets.tolist() == [[1, 2, 3, IGNORE]]
+
+
+def test_long_chat_with_only_template_tokens_past_the_row_is_shortened_not_dropped() -> None:
+    # reply targets end at position 3; positions 4-7 are untrained template tail (e.g. a newline)
+    chat = (list(range(8)), [1, 2, 3, 4, IGNORE, IGNORE, IGNORE, IGNORE])
+    rows = pack_examples([chat], seq_len=5, pad_id=0, long_chats="error")
+    assert (rows.n_examples, rows.n_dropped, rows.n_cut_replies, rows.n_truncated) == (1, 0, 0, 3)
+    assert rows.targets.tolist() == [[1, 2, 3, 4, IGNORE]]
 
 
 def test_bad_chat_file_names_the_line(tmp_path: Path) -> None:
@@ -135,8 +154,44 @@ def test_chat_without_assistant_is_rejected(tiny: Path, tmp_path: Path) -> None:
 def test_aft_rows_from_chat_file(tiny: Path, tmp_path: Path) -> None:
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(tiny)
-    train, held = build_rows("aft", write_chats(tmp_path / "c.jsonl", n=20), tok, seq_len=96,
+    train, held = build_rows("aft", write_chats(tmp_path / "c.jsonl", n=20), tok, seq_len=512,
                              eval_fraction=0.2, seed=1)
     assert held is not None and len(held) >= 1
+    assert (train.n_examples, train.n_dropped, train.n_cut_replies, held.n_examples) == (16, 0, 0, 4)
     assert (train.targets != IGNORE).sum() > 0
     assert train.padding_waste < 0.25
+
+
+def test_build_rows_reports_dropped_chats_and_refuses_when_none_fit(tiny: Path, tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tiny)
+    path = write_chats(tmp_path / "c.jsonl", n=20)
+    lengths = sorted(len(tokenize_chat(tok, c)[0]) for c in load_chats(path))
+    seq_len = lengths[len(lengths) // 2]                 # about half the chats are longer than a row
+    train, _ = build_rows("aft", path, tok, seq_len=seq_len, eval_fraction=0.0, seed=0)
+    longer = sum(n > seq_len for n in lengths)
+    assert longer and train.n_dropped == longer and train.n_examples == 20 - longer and train.n_cut_replies == 0
+    with pytest.raises(MsmEvalError, match="c.jsonl:.*would cut its assistant reply"):
+        build_rows("aft", path, tok, seq_len=seq_len, eval_fraction=0.0, seed=0, long_chats="error")
+    with pytest.raises(MsmEvalError, match="every training chat is longer than seq_len"):
+        build_rows("aft", path, tok, seq_len=lengths[0] - 1, eval_fraction=0.0, seed=0)
+
+
+def test_cpu_demo_aft_settings_keep_every_reply_whole(tmp_path: Path) -> None:
+    """configs/cpu_demo.yaml's AFT rows hold every template demonstration whole, with little padding
+    (at seq_len 256, 37 of the 230 chats lost the end of their reply and 30% of the rows was padding)."""
+    from transformers import AutoTokenizer
+
+    from msm_eval.train.pipeline import _load_spec, load_pipeline_config, make_demos
+    from msm_eval.train.trainer import resolve_model_path
+    cfg = load_pipeline_config(Path(__file__).resolve().parents[1] / "configs" / "cpu_demo.yaml")
+    chats = make_demos(_load_spec(cfg.spec), tmp_path, cfg.demos)
+    tok = AutoTokenizer.from_pretrained(resolve_model_path(cfg.base_model))
+    aft = cfg.aft
+    train, held = build_rows("aft", chats, tok, seq_len=aft["seq_len"], eval_fraction=aft["eval_fraction"],
+                             seed=aft["seed"], long_chats=aft.get("long_chats", "drop"))
+    n_chats = len(load_chats(chats))
+    assert held is not None
+    assert train.n_examples + held.n_examples == n_chats > 200
+    assert train.n_dropped == held.n_dropped == 0 and train.n_cut_replies == held.n_cut_replies == 0
+    assert train.n_truncated == 0 and train.padding_waste < 0.10

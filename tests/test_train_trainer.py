@@ -77,11 +77,16 @@ def test_aft_continues_adapter_and_export_round_trips(assets: dict[str, Path], t
     from transformers import AutoModelForCausalLM, AutoTokenizer
     train(_cfg(assets, tmp_path / "mid", epochs=1))
     aft = _cfg(assets, tmp_path / "aft", stage="aft", data=str(assets["chats"]), init_from=str(tmp_path / "mid"),
-               lora=dict(r=16, alpha=32), epochs=1)
+               lora=dict(r=16, alpha=32), epochs=1, seq_len=256)
     train(aft)
     run = json.loads((tmp_path / "aft" / "run.json").read_text())
     assert run["lora"]["r"] == 4  # the MSM adapter is continued, not replaced
     assert [h["stage"] for h in run["stage_history"]] == ["midtrain", "aft"]
+    # what packing did to the chats is reported: all 14 training chats whole, none cut, little padding
+    start = next(read_jsonl(tmp_path / "aft" / "metrics.jsonl"))
+    assert (start["chats"], start["chats_dropped"], start["truncated_replies"]) == (14, 0, 0)
+    assert 0 < start["padding_waste"] < 0.25
+    assert run["stage_history"][-1]["truncated_replies"] == 0 and "padding_waste" in run["stage_history"][-1]
 
     out = export_run(tmp_path / "aft", tmp_path / "export")
     manifest = read_manifest(out)
@@ -100,6 +105,20 @@ def test_aft_continues_adapter_and_export_round_trips(assets: dict[str, Path], t
         assert not torch.allclose(base(**ids).logits, merged(**ids).logits, atol=1e-4)
     generated = merged.generate(**ids, max_new_tokens=5, do_sample=False)
     assert generated.shape[1] == ids["input_ids"].shape[1] + 5
+
+
+def test_aft_run_reports_and_skips_chats_whose_reply_would_be_cut(assets: dict[str, Path], tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # seq_len 80: the chats of 96+ tokens do not fit; they are left out and counted, never cut
+    train(_cfg(assets, tmp_path / "aft", stage="aft", data=str(assets["chats"]), seq_len=80, epochs=1,
+               eval_fraction=0.0))
+    start = next(read_jsonl(tmp_path / "aft" / "metrics.jsonl"))
+    assert start["chats_dropped"] > 0 and start["truncated_replies"] == 0
+    assert start["chats"] + start["chats_dropped"] == 16
+    assert f"{start['chats_dropped']} of 16 training chats left out" in capsys.readouterr().err
+    with pytest.raises(MsmEvalError, match="would cut its assistant reply"):
+        train(_cfg(assets, tmp_path / "aft2", stage="aft", data=str(assets["chats"]), seq_len=80, epochs=1,
+                   long_chats="error"))
 
 
 def test_config_errors_name_the_field(tmp_path: Path) -> None:

@@ -55,6 +55,7 @@ class TrainConfig:
     bf16: str | bool = "auto"            # autocast in bf16: "auto" = when the device supports it
     model_dtype: str = "float32"         # weights' dtype when loading (bfloat16 halves memory on GPUs)
     activation_checkpointing: bool = False
+    long_chats: str = "drop"             # AFT: a chat whose assistant reply does not fit a row: drop | error | truncate
     eval_fraction: float = 0.05          # share of documents / chats held out for the eval loss
     eval_every: int = 0                  # steps between held-out evaluations (0: only at the end)
     save_every: int = 50                 # steps between checkpoints (the final step always saves)
@@ -205,6 +206,9 @@ def _validate(cfg: TrainConfig, source: str | Path) -> None:
         fail("eval_fraction", f"must be in [0, 1), got {cfg.eval_fraction}", "e.g. eval_fraction: 0.05")
     if cfg.bf16 not in ("auto", True, False):
         fail("bf16", f"must be auto, true or false, got {cfg.bf16!r}", "e.g. bf16: auto")
+    if cfg.long_chats not in ("drop", "error", "truncate"):
+        fail("long_chats", f"unknown policy {cfg.long_chats!r}",
+             "use drop (leave such chats out, counted), error (stop), or truncate (cut the reply, counted)")
     if cfg.model_dtype not in ("float32", "bfloat16", "float16"):
         fail("model_dtype", f"unknown dtype '{cfg.model_dtype}'", "use float32, bfloat16 or float16")
     if cfg.lora is not None and (cfg.lora.r < 1 or cfg.lora.alpha <= 0):

@@ -12,7 +12,8 @@ so tokens never attend across documents (see `tests/test_train_data.py`).
   padding, so waste is below one row.
 - AFT (`tokenize_chat` + `pack_examples`): each chat is rendered with the model's chat template and
   only assistant turns get targets; whole chats are placed into rows by first-fit decreasing, so a
-  chat is never split and padding stays small.
+  chat is never split and padding stays small. A chat whose assistant reply would not fit in a row
+  is left out and counted (or refused, with `long_chats: error`), never trained on a cut reply.
 """
 
 from __future__ import annotations
@@ -41,7 +42,10 @@ class PackedRows:
     targets: torch.Tensor
     position_ids: torch.Tensor
     n_pad: int = 0            # padding positions (no real token)
-    n_truncated: int = 0      # tokens dropped because one chat did not fit in a row
+    n_truncated: int = 0      # template tokens cut from chats longer than a row (never assistant targets)
+    n_examples: int = 0       # chats packed (AFT); documents are not counted here
+    n_dropped: int = 0        # chats left out because a row would have cut their assistant reply
+    n_cut_replies: int = 0    # packed chats that lost assistant-target tokens (0 unless policy "truncate")
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
@@ -108,13 +112,41 @@ def _to_rows(ids: list[int], targets: list[int], positions: list[int], seq_len: 
                       n_truncated=n_truncated)
 
 
-def pack_examples(examples: Sequence[tuple[Sequence[int], Sequence[int]]], seq_len: int, pad_id: int
-                  ) -> PackedRows:
-    """Place whole (input_ids, targets) examples into rows by first-fit decreasing; too-long ones are cut."""
-    truncated = 0
+LONG_CHAT_POLICIES = ("drop", "error", "truncate")
+"""What to do with a chat whose assistant reply does not fit in one row: leave it out (counted),
+stop with an error naming it, or cut it (counted in `n_cut_replies`; for experiments only)."""
+
+
+def pack_examples(examples: Sequence[tuple[Sequence[int], Sequence[int]]], seq_len: int, pad_id: int,
+                  *, long_chats: str = "drop", where: str = "<chats>",
+                  labels: Sequence[str] | None = None) -> PackedRows:
+    """Place whole (input_ids, targets) examples into rows by first-fit decreasing.
+
+    An example longer than `seq_len` whose cut-off tail holds only untrained template tokens is
+    shortened (`n_truncated` counts the tokens). One whose assistant reply (any target) would be cut
+    follows `long_chats`: "drop" leaves it out (`n_dropped`), "error" raises naming the example,
+    "truncate" cuts it anyway and counts it in `n_cut_replies`. So no chat is ever trained on a
+    silently cut reply. `labels` name the examples in errors (e.g. `file:line`). With every example
+    left out the result has no rows.
+    """
+    if long_chats not in LONG_CHAT_POLICIES:
+        raise MsmEvalError(f"unknown long_chats policy {long_chats!r}", field="long_chats",
+                           hint=f"use one of: {', '.join(LONG_CHAT_POLICIES)}")
+    truncated = dropped = cut_replies = 0
     items: list[tuple[list[int], list[int]]] = []
-    for ids, tgt in examples:
+    for n, (ids, tgt) in enumerate(examples):
         if len(ids) > seq_len:
+            # position seq_len-1 would predict token seq_len, which is cut: its target is lost too
+            reply_cut = any(t != IGNORE for t in list(tgt)[seq_len - 1:])
+            if reply_cut and long_chats == "drop":
+                dropped += 1
+                continue
+            if reply_cut and long_chats == "error":
+                name = labels[n] if labels else f"{where}: chat {n + 1}"
+                raise MsmEvalError(f"{name} has {len(ids)} tokens: a row of seq_len {seq_len} would cut "
+                                   "its assistant reply", path=where, field="seq_len",
+                                   hint="raise seq_len, shorten the chat, or set long_chats: drop")
+            cut_replies += int(reply_cut)
             truncated += len(ids) - seq_len
             ids, tgt = list(ids[:seq_len]), list(tgt[:seq_len - 1]) + [IGNORE]
         items.append((list(ids), list(tgt)))
@@ -148,7 +180,8 @@ def pack_examples(examples: Sequence[tuple[Sequence[int], Sequence[int]]], seq_l
     shape = (-1, seq_len)
     return PackedRows(torch.tensor(ids_out, dtype=torch.long).view(shape),
                       torch.tensor(tgt_out, dtype=torch.long).view(shape),
-                      torch.tensor(pos_out, dtype=torch.long).view(shape), n_pad=n_pad, n_truncated=truncated)
+                      torch.tensor(pos_out, dtype=torch.long).view(shape), n_pad=n_pad, n_truncated=truncated,
+                      n_examples=len(items), n_dropped=dropped, n_cut_replies=cut_replies)
 
 
 def _render_ids(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
@@ -259,8 +292,11 @@ def split_heldout(n: int, fraction: float, seed: int) -> tuple[list[int], list[i
 
 
 def build_rows(stage: str, data_path: str | Path, tokenizer: Any, seq_len: int, eval_fraction: float,
-               seed: int) -> tuple[PackedRows, PackedRows | None]:
-    """Load, tokenize and pack a stage's data into (train_rows, heldout_rows or None)."""
+               seed: int, *, long_chats: str = "drop") -> tuple[PackedRows, PackedRows | None]:
+    """Load, tokenize and pack a stage's data into (train_rows, heldout_rows or None).
+
+    `long_chats` (AFT only): what to do with a chat whose assistant reply does not fit a row
+    (`pack_examples`)."""
     eos = tokenizer.eos_token_id
     if eos is None:
         raise MsmEvalError("the tokenizer has no EOS token", field="model",
@@ -277,6 +313,13 @@ def build_rows(stage: str, data_path: str | Path, tokenizer: Any, seq_len: int, 
     train_idx, held_idx = split_heldout(len(chats), eval_fraction, seed)
     where = str(data_path)
     encode_chats = lambda idx: [tokenize_chat(tokenizer, chats[i], where=f"{where}:{i + 1}") for i in idx]  # noqa: E731
-    train = pack_examples(encode_chats(train_idx), seq_len, pad)
-    held = pack_examples(encode_chats(held_idx), seq_len, pad) if held_idx else None
+    pack = lambda idx: pack_examples(encode_chats(idx), seq_len, pad, long_chats=long_chats, where=where,  # noqa: E731
+                                     labels=[f"{where}:{i + 1}" for i in idx])
+    train = pack(train_idx)
+    if not len(train):
+        raise MsmEvalError(f"every training chat is longer than seq_len {seq_len} ({train.n_dropped} left out)",
+                           path=where, field="seq_len", hint="raise seq_len so whole chats fit in a row")
+    held = pack(held_idx) if held_idx else None
+    if held is not None and not len(held):
+        held = None
     return train, held

@@ -44,7 +44,7 @@ class PipelineConfig:
 
     name: str
     base_model: str
-    spec: str
+    spec: str | None          # None: every arm's documents and the demos come from files (`generator: file`)
     variants: list[str]
     baseline: str | None
     work_dir: Path
@@ -76,8 +76,12 @@ def pipeline_config_from_dict(raw: dict[str, Any], *, source: str = "<config>") 
             raise MsmEvalError(f"unknown setting '{key}'", path=source, field=key,
                                hint=f"use one of: {', '.join(sorted(allowed))}")
     for key in ("name", "spec", "work_dir", "out_dir"):
+        if key == "spec" and raw.get("spec") is None and _all_from_files(raw):
+            continue                                      # data files only: no spec needed
         if not isinstance(raw.get(key), str) or not raw[key]:
-            raise MsmEvalError(f"missing '{key}'", path=source, field=key, hint="see configs/cpu_demo.yaml")
+            raise MsmEvalError(f"missing '{key}'", path=source, field=key, hint="see configs/cpu_demo.yaml"
+                               + (" (or read every arm's documents and the demos from files: "
+                                  "configs/positive_control.yaml)" if key == "spec" else ""))
     variants = raw.get("variants")
     if not isinstance(variants, list) or not variants or not all(isinstance(v, str) for v in variants):
         raise MsmEvalError("needs a non-empty list of spec variants", path=source, field="variants",
@@ -100,7 +104,7 @@ def pipeline_config_from_dict(raw: dict[str, Any], *, source: str = "<config>") 
         if v not in variants:
             raise MsmEvalError(f"override for unknown variant '{v}'", path=source, field=f"variant_overrides.{v}",
                                hint=f"use one of: {', '.join(variants)}")
-    return PipelineConfig(name=raw["name"], base_model=str(raw.get("base_model", "smollm2")), spec=raw["spec"],
+    return PipelineConfig(name=raw["name"], base_model=str(raw.get("base_model", "smollm2")), spec=raw.get("spec"),
                           variants=list(variants), baseline=baseline, work_dir=Path(raw["work_dir"]),
                           out_dir=Path(raw["out_dir"]), documents=dict(raw.get("documents") or {}),
                           demos=dict(raw.get("demos") or {}), midtrain=dict(raw.get("midtrain") or {}),
@@ -119,14 +123,45 @@ def _stage_options(section: str) -> set[str]:
         from msm_eval.train.demos import generate_demos_async as function
         extra = {"generator", "use"}
     params = pyinspect.signature(function).parameters.values()
-    return {p.name for p in params if p.kind is p.KEYWORD_ONLY} | extra
+    return {p.name for p in params if p.kind is p.KEYWORD_ONLY} | extra | {"path"}
+
+
+FILE_GENERATOR = "file"
+"""`generator: file` in a documents / demos section: use the JSONL at `path` as it is (no spec needed)."""
+
+
+def _all_from_files(raw: dict[str, Any]) -> bool:
+    """Whether every arm's documents and the shared demos are read from files (`generator: file`)."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("variants"), list):
+        return False
+    sections = [raw.get("demos")] + [_merged(raw, v, "documents") for v in raw["variants"]]
+    return all(isinstance(sec, dict) and sec.get("generator") == FILE_GENERATOR for sec in sections)
+
+
+def _merged(raw: dict[str, Any], variant: Any, section: str) -> dict[str, Any] | None:
+    """A section's settings for one variant (the section, then the variant's overrides)."""
+    base = raw.get(section)
+    overrides = raw.get("variant_overrides") or {}
+    extra = overrides.get(variant, {}) if isinstance(overrides, dict) and isinstance(variant, str) else {}
+    extra = extra.get(section, {}) if isinstance(extra, dict) else {}
+    if not isinstance(base, dict) or not isinstance(extra, dict):
+        return None
+    return {**base, **extra}
 
 
 def _check_sections(raw: dict[str, Any], variants: list[str], source: str) -> None:
     """Validate the whole config before any stage runs: section types, option names, variant names."""
+    import re
+
     from msm_eval.spec import VARIANTS
 
+    from_files = raw.get("spec") is None and _all_from_files(raw)
     for index, variant in enumerate(variants):
+        if from_files:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", variant):
+                raise MsmEvalError(f"arm name {variant!r} is not a simple name", path=source,
+                                   field=f"variants[{index}]", hint="use letters, digits, '_', '-' or '.'")
+            continue
         if variant not in VARIANTS:
             raise MsmEvalError(f"unknown spec variant '{variant}'", path=source, field=f"variants[{index}]",
                                hint=f"use some of: {', '.join(VARIANTS)}")
@@ -149,6 +184,23 @@ def _check_sections(raw: dict[str, Any], variants: list[str], source: str) -> No
         if not isinstance(per_stage, dict) or not all(isinstance(v, dict) for v in per_stage.values()):
             raise MsmEvalError("must map stage names to settings", path=source, field=f"variant_overrides.{variant}",
                                hint="e.g. variant_overrides: {rules: {midtrain: {lr: 1.0e-4}}}")
+    checks = [("demos", "demos", raw.get("demos"))] + [
+        (f"variant_overrides.{v}.documents" if ((raw.get("variant_overrides") or {}).get(v) or {}).get("documents")
+         else "documents", "documents", _merged(raw, v, "documents")) for v in variants]
+    for where, section, settings in checks:
+        if not isinstance(settings, dict):
+            continue
+        if settings.get("generator") == FILE_GENERATOR:
+            if not isinstance(settings.get("path"), str) or not settings["path"]:
+                raise MsmEvalError("generator 'file' needs a 'path' to a JSONL file", path=source,
+                                   field=f"{where}.path", hint=f"e.g. path: positive_control/{section}.jsonl")
+            extra = sorted(set(settings) - {"generator", "path", "use"})
+            if extra:
+                raise MsmEvalError(f"setting '{extra[0]}' does nothing with generator 'file'", path=source,
+                                   field=f"{where}.{extra[0]}", hint="remove it, or use a generating generator")
+        elif "path" in settings:
+            raise MsmEvalError("'path' is only read with generator: file", path=source, field=f"{where}.path",
+                               hint="set generator: file to train on that file, or remove path")
 
 
 _PIPELINE_OWNED = {"settings", "variant", "spec", "out_dir", "out_path", "decomposition"}
@@ -193,8 +245,40 @@ def output_sha256(outputs: dict[str, Any], name: str) -> str:
 
 # ----------------------------------------------------------------------------- stage functions
 
+def copy_data_file(settings: dict[str, Any], out_path: Path, kind: str) -> Path:
+    """`generator: file`: check the JSONL at `settings['path']` (documents or chats) and copy it to `out_path`."""
+    from msm_eval.train.data import load_chats, load_documents
+    source = Path(settings["path"])
+    if not source.is_file():
+        raise MsmEvalError(f"{kind} file not found", path=source, field=f"{kind}.path",
+                           hint="fix the path (relative paths are taken from the current directory)")
+    (load_documents if kind == "documents" else load_chats)(source)     # errors name the line
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_path, source.read_text(encoding="utf-8"))
+    return out_path
+
+
+def source_sha256(settings: dict[str, Any]) -> str | None:
+    """sha256 of a `generator: file` section's input file (part of its cache key); None otherwise."""
+    if settings.get("generator") != FILE_GENERATOR:
+        return None
+    from msm_eval.train.data import file_sha256
+    path = Path(settings["path"])
+    if not path.is_file():
+        raise MsmEvalError("data file not found", path=path, field="path",
+                           hint="fix the path (relative paths are taken from the current directory)")
+    return file_sha256(path)
+
+
+def _file_sha(settings: dict[str, Any]) -> list[str]:
+    sha = source_sha256(settings)
+    return [sha] if sha else []
+
+
 def make_documents(spec: Any, variant: str, out_path: Path, settings: dict[str, Any]) -> Path:
-    """Decompose the variant (no model) and write its template documents JSONL."""
+    """Decompose the variant (no model) and write its template documents JSONL (or copy `generator: file`'s)."""
+    if settings.get("generator") == FILE_GENERATOR:
+        return copy_data_file(settings, out_path, "documents")
     from msm_eval.train.decompose import decompose_structural
     from msm_eval.train.docs import generate_documents
     decomposition = decompose_structural(spec, variant)
@@ -210,7 +294,9 @@ def default_doc_arm(variant: str) -> str:
 
 
 def make_demos(spec: Any, out_dir: Path, settings: dict[str, Any]) -> Path:
-    """Write the shared AFT demonstrations (chat JSONL) and return the file."""
+    """Write the shared AFT demonstrations (chat JSONL) and return the file (`generator: file`: a checked copy)."""
+    if settings.get("generator") == FILE_GENERATOR:
+        return copy_data_file(settings, out_dir / "demos.jsonl", "demos")
     from msm_eval.train.demos import generate_demos
     options = {k: v for k, v in settings.items() if k not in ("generator", "use")}
     result = generate_demos(spec, out_dir, generator=settings.get("generator", "template"), **options)
@@ -327,7 +413,7 @@ class Pipeline:
         from msm_eval.train.trainer import resolve_model_path, train
 
         cfg = self.cfg
-        spec = self.fn.load_spec(cfg.spec)
+        spec = self.fn.load_spec(cfg.spec) if cfg.spec else None
         available = getattr(spec, "variants", None)
         for index, variant in enumerate(cfg.variants):
             if available is not None and variant not in available:   # before any stage runs
@@ -346,7 +432,9 @@ class Pipeline:
 
         # keys hash what a stage reads: settings, generator versions and the bytes of upstream outputs,
         # so regenerating identical data leaves the training stages cached
-        demo_key = content_key("demos", spec.sha256, cfg.demos, generator_version("demos"))
+        # a `generator: file` input's bytes join the key (nothing is added for generated data)
+        demo_key = content_key("demos", spec.sha256 if spec else None, cfg.demos, generator_version("demos"),
+                               *_file_sha(cfg.demos))
         demos = self._stage("demos", "shared", demo_key, lambda d: _with_sha({
             "chats": str(self.fn.demos(spec, d, cfg.demos))}, "chats"))
         demos_sha = output_sha256(demos, "chats")
@@ -358,11 +446,11 @@ class Pipeline:
 
         for arm in cfg.variants:
             doc_settings = overrides(arm, "documents")
-            docs_key = content_key("documents", spec.variant_sha256(arm), arm, doc_settings,
-                                   generator_version("docs"))
+            spec_sha = spec.variant_sha256(arm) if spec else None
+            docs_key = content_key("documents", spec_sha, arm, doc_settings, generator_version("docs"),
+                                   *_file_sha(doc_settings))
             docs = self._stage("documents", arm, docs_key, lambda d, a=arm, s=doc_settings: _with_sha({
                 "documents": str(self.fn.documents(spec, a, d / "documents.jsonl", s))}, "documents"))
-            spec_sha = spec.variant_sha256(arm)
 
             mid_settings = overrides(arm, "midtrain")
             mid_key = content_key("midtrain", output_sha256(docs, "documents"), model_key, mid_settings)
@@ -521,7 +609,8 @@ def _fmt(value: Any, digits: int = 3) -> str:
 def render_table(summary: dict[str, Any]) -> str:
     """The committed Markdown comparison table of a pipeline run."""
     lines = [f"# {summary['pipeline']}: spec_probe P(aligned) by arm", "",
-             f"Spec `{summary['spec']}`, base model `{summary['base_model']}`, variants "
+             (f"Spec `{summary['spec']}`" if summary.get("spec") else "Training data from files (no spec)")
+             + f", base model `{summary['base_model']}`, variants "
              + ", ".join(f"`{v}`" for v in summary["variants"]) + ". `base` = the model before any training;",
              "each variant = midtraining on its documents, then AFT on the shared demonstrations.", "",
              "| kind | arm | items | mean P(aligned) | 95% CI |", "|---|---|---|---|---|"]

@@ -23,6 +23,7 @@ import json
 import math
 import random
 import shutil
+import sys
 import time
 import warnings
 from contextlib import nullcontext
@@ -207,7 +208,7 @@ class TrainResult:
 
 _RESUME_KEYS = ("stage", "model", "data", "init_from", "lora", "seq_len", "batch_size", "grad_accum", "epochs",
                 "max_steps", "lr", "weight_decay", "warmup_ratio", "min_lr_ratio", "betas", "clip_grad",
-                "eval_fraction", "seed", "model_dtype")
+                "eval_fraction", "seed", "model_dtype", "long_chats")
 
 
 def train(cfg: TrainConfig, *, stop_after: int | None = None) -> TrainResult:
@@ -261,7 +262,12 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> TrainResult:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     # --- data
-    train_rows, held_rows = build_rows(cfg.stage, data_path, tokenizer, cfg.seq_len, cfg.eval_fraction, cfg.seed)
+    train_rows, held_rows = build_rows(cfg.stage, data_path, tokenizer, cfg.seq_len, cfg.eval_fraction, cfg.seed,
+                                       long_chats=cfg.long_chats)
+    if main and train_rows.n_dropped:
+        print(f"msm-eval train: {train_rows.n_dropped} of {train_rows.n_dropped + train_rows.n_examples} training "
+              f"chats left out: their assistant reply does not fit in seq_len {cfg.seq_len} "
+              "(raise seq_len to keep them; counted as chats_dropped in metrics.jsonl)", file=sys.stderr)
     order = row_order(len(train_rows), cfg.epochs, cfg.seed)
     rows_per_step = cfg.batch_size * cfg.grad_accum * accelerator.num_processes
     total_steps = math.ceil(len(order) / rows_per_step)
@@ -297,6 +303,7 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> TrainResult:
         append_jsonl(out / "metrics.jsonl", [{
             "event": "start", "stage": cfg.stage, "train_rows": len(train_rows), "seq_len": cfg.seq_len,
             "train_tokens": train_rows.n_tokens, "padding_waste": round(train_rows.padding_waste, 6),
+            **_chat_counts(train_rows),
             "heldout_rows": len(held_rows) if held_rows is not None else 0, "total_steps": total_steps,
             "trainable_params": sum(p.numel() for _, p in params), "bf16": use_bf16,
             "device": str(accelerator.device), "processes": accelerator.num_processes}])
@@ -369,6 +376,16 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> TrainResult:
                      train_rows, total_steps, tokens_seen, last_loss, eval_loss, use_bf16)
     accelerator.wait_for_everyone()
     return TrainResult(out, step, total_steps, last_loss, eval_loss, tokens_seen, finished=True)
+
+
+def _chat_counts(rows: PackedRows) -> dict[str, int]:
+    """What packing did to the chats of an AFT run (empty for documents): how many were packed, left
+    out because their reply did not fit (`long_chats: drop`), trained on a cut reply (only with
+    `long_chats: truncate`), and how many template tokens were cut from chat tails."""
+    if not rows.n_examples and not rows.n_dropped:
+        return {}
+    return {"chats": rows.n_examples, "chats_dropped": rows.n_dropped,
+            "truncated_replies": rows.n_cut_replies, "truncated_tokens": rows.n_truncated}
 
 
 def _autocast(accelerator: Any, enabled: bool) -> Any:
@@ -503,7 +520,8 @@ def _write_final(out: Path, cfg: TrainConfig, model: Any, base_name: str, base_p
     spec_sha = cfg.spec_sha256 or _spec_sha_from_documents(cfg)
     entry = {"stage": cfg.stage, "data": str(cfg.data), "data_sha256": file_sha256(cfg.data),
              "spec_sha256": spec_sha, "steps": steps, "tokens": tokens, "train_tokens": rows.n_tokens,
-             "padding_waste": round(rows.padding_waste, 6), "train_loss": train_loss, "eval_loss": eval_loss,
+             "padding_waste": round(rows.padding_waste, 6), **_chat_counts(rows),
+             "train_loss": train_loss, "eval_loss": eval_loss,
              "bf16": bf16, "config": cfg.to_dict()}
     atomic_write_json(out / RUN_FILE, {
         "base_model": base_name, "base_model_path": str(base_path), "lora": lora,
