@@ -55,6 +55,7 @@ class TrainConfig:
     bf16: str | bool = "auto"            # autocast in bf16: "auto" = when the device supports it
     model_dtype: str = "float32"         # weights' dtype when loading (bfloat16 halves memory on GPUs)
     activation_checkpointing: bool = False
+    compile: bool = False                # torch.compile the model (first steps compile; see docs/training.md)
     eval_fraction: float = 0.05          # share of documents / chats held out for the eval loss
     eval_every: int = 0                  # steps between held-out evaluations (0: only at the end)
     save_every: int = 50                 # steps between checkpoints (the final step always saves)
