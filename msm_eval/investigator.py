@@ -364,7 +364,7 @@ def rollout(max_turns: int | None = None, spec_text: str | None = None, max_tool
             else:
                 state.messages.append(ChatMessageUser(content=followups[turn], metadata={"msm_source": "seed"}))
         state.metadata["rollout_mode"] = record["mode"]
-        if record["mode"] != "static" or log or len(record) > 2:   # a plain static play has nothing to record
+        if record["mode"] != "static" or log or set(record) - {"mode", "log"}:   # a plain static play: nothing to record
             state.store.set("investigator", record)
         state.store.set("rollout", {"turns": turns_done, "budget": budget, "end_reason": end_reason,
                                     "mode": record["mode"], "tools": sorted(specs_by_name)})
