@@ -9,7 +9,7 @@ same scripted `msm/mock` models (so the model costs nothing and only harness tim
   constitution rubric (one `submit_scores` call per sample).
 - `bare_equivalent`: a hand-written inspect task doing the same model work with no msm-eval code:
   the same two target turns, and a scorer that sends the same rubric text and the transcript to a
-  judge role and parses a 15-key JSON reply into a dict score. This is the obvious alternative; the goal is <= 1.2x it.
+  judge role and parses a 15-key JSON reply into a dict score. This is the obvious alternative; the goal is <= 1.1x it.
 - `bare_single`: the plainest inspect task (one `generate()`, exact-match scorer).
 
 Reported: eval wall time per sample (excluding imports and dataset construction, which is timed
@@ -147,7 +147,7 @@ def main() -> int:
         "ratio_pipeline_vs_bare_single": {"paired_median": round(statistics.median(ratio_single), 3),
                                           "range": spread(ratio_single),
                                           "per_round": [round(x, 3) for x in ratio_single]},
-        "goal": "pipeline <= 1.2x bare_equivalent",
+        "goal": "pipeline <= 1.1x bare_equivalent",
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "note": "2 CPU cores shared with other jobs running at the same time; numbers are noisy"},
     }
@@ -164,7 +164,7 @@ def main() -> int:
           f"{report['log_bytes_per_sample_median'][c]:.0f} |" for c in CONFIGS],
         "",
         f"- pipeline / bare_equivalent (same model calls, hand-written): **{eq['paired_median']:.2f}x** "
-        f"[{eq['range']['min']:.2f}–{eq['range']['max']:.2f}] (per round {', '.join(map(str, eq['per_round']))}); goal <= 1.2x.",
+        f"[{eq['range']['min']:.2f}–{eq['range']['max']:.2f}] (per round {', '.join(map(str, eq['per_round']))}); goal <= 1.1x.",
         f"- pipeline / bare_single (one generate, exact match; 3x fewer model calls): "
         f"{single['paired_median']:.2f}x (per round {', '.join(map(str, single['per_round']))}).",
         f"- pipeline dataset construction ({args.n} seed files parsed, validated, expanded): "

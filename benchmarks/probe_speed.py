@@ -12,6 +12,7 @@ alternate A B C D A B C D ..., each measurement in a fresh process after one war
 steadier when other jobs share the cores), as medians with ranges.
 
     python benchmarks/probe_speed.py --model smollm2 --rounds 3
+    python benchmarks/probe_speed.py --model smollm2 --work     # counted work (GFLOP) only, no timing
 
 Writes results/bench/probe_speed.json and .md. Shared CPU: quote medians and ratios.
 """
@@ -58,6 +59,50 @@ def _inputs(model_dir: Path) -> tuple[Any, Any, list[list[int]], list[list[list[
     return model, tok, prompts, comps
 
 
+def work(model_dir: Path, batch_size: int) -> dict[str, Any]:
+    """Multiply-add work (GFLOP, 2 per multiply-add) of each way of scoring, counted, not timed.
+
+    Linear layers cost 2 x (their weights) per token position, the LM head 2 x hidden x vocab per
+    position where it runs, attention 4 x hidden per (query, key) pair (scores and weighted sum).
+    The naive loop runs every (prompt + option) sequence with the LM head everywhere; the tree
+    scorer runs each batch's trie once in a dense packed row (attention over all node pairs) with
+    the LM head only where an option token is predicted; the floor is one trie of all items
+    without the option-final leaves (whose outputs predict nothing) and attention only along each
+    node's ancestry -- the least any exact scorer must compute with these weights.
+    """
+    from transformers import AutoConfig
+
+    from msm_eval.probes import LogprobScorer
+    cfg = AutoConfig.from_pretrained(model_dir)
+    _, _, prompts, comps = _inputs(model_dir)
+    h, inter, layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
+    kv = cfg.num_key_value_heads * getattr(cfg, "head_dim", h // cfg.num_attention_heads)
+    body = 2 * layers * (2 * h * h + 2 * h * kv + 3 * h * inter)       # q, o, k, v, gate/up/down per position
+    head = 2 * h * cfg.vocab_size
+    attn_pair = 4 * layers * h
+    seqs = [p + c for p, cs in zip(prompts, comps) for c in cs]
+    option_positions = sum(len(c) for cs in comps for c in cs)
+    naive = sum(len(s) * (body + head) + attn_pair * len(s) * (len(s) + 1) / 2 for s in seqs)
+
+    def trie(group: list[int]) -> set[tuple[int, ...]]:
+        return {tuple(seq[:k]) for i in group for c in comps[i] for seq in [prompts[i] + c]
+                for k in range(1, len(seq) + 1)}
+
+    class Batcher(LogprobScorer):
+        def __init__(self) -> None:                       # only the batching rule, no model
+            self.batch_size, self.max_tokens = batch_size, 1024
+    order = sorted(range(len(prompts)), key=lambda i: (prompts[i], i))
+    tries = [trie(group) for group in Batcher()._batches(order, prompts, comps)]
+    tree = sum(len(t) * body + attn_pair * len(t) ** 2 for t in tries) + option_positions * head
+    full = trie(list(range(len(prompts))))
+    leaves = {tuple(s) for s in seqs} - {node[:-1] for node in full}
+    floor = (len(full) - len(leaves)) * body + option_positions * head + sum(attn_pair * len(n) for n in full)
+    g = 1e-9
+    return {"naive_gflop": naive * g, f"tree_batch{batch_size}_gflop": tree * g, "floor_gflop": floor * g,
+            "tree_positions": sum(map(len, tries)), "floor_positions": len(full) - len(leaves),
+            "naive_over_floor": naive / floor, f"naive_over_tree_batch{batch_size}": naive / tree}
+
+
 def measure(side: str, model_dir: Path, batch_size: int) -> dict[str, Any]:
     """One side, in this (fresh) process: a warm-up call, then one timed call."""
     from msm_eval.probes import LogprobScorer, score_naive
@@ -88,6 +133,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", default=str(ROOT / "results" / "bench" / "probe_speed"))
+    parser.add_argument("--work", action="store_true", help="only count each scorer's work (GFLOP), no timing")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -98,6 +144,9 @@ def main() -> None:
         return
     from alternate import alternate, fmt, spread
     model_dir = _model_dir(args.model)
+    if args.work:
+        print(json.dumps(work(model_dir, args.batch_size), indent=1))
+        return
     best = f"tree_batch{args.batch_size}"
     sides = ["naive_loop", "tree_batch1", best, f"{best}_bf16_autocast"]
     extra = ["--model-dir", str(model_dir), "--batch-size", str(args.batch_size),

@@ -1,11 +1,12 @@
-"""Benchmark: the compact trainer vs the Hugging Face `Trainer` (tokens/s), and packing waste.
+"""Benchmark: the compact trainer vs the Hugging Face `Trainer` (tokens/s), with and without torch.compile, and packing waste.
 
 Both sides train the same model on the same packed rows with the same settings (LoRA or full
 fine-tuning, batch, bf16 autocast when supported, fused AdamW, warmup+cosine, clipping at 1.0, no
 evaluation, no checkpoints). The sides alternate A B A B ..., each run in a fresh process
 (`benchmarks/alternate.py`; one process running both crashed in its second round, because
 accelerate keeps an HF Trainer's bf16 setting process-wide), and throughput counts target tokens
-per second from step 3 on (the first two steps are warm-up). Medians and ranges are reported.
+per second from step 3 on (the first two steps are warm-up, and the compiled side compiles there).
+A third side runs our trainer with `compile: true` (torch.compile). Medians and ranges are reported.
 Padding waste compares our stream packing with one-document-per-row padding on the same corpus.
 
     python benchmarks/train_speed.py --model smollm2 --steps 10 --rounds 2
@@ -54,7 +55,8 @@ def build_model_dir(name: str, tmp: Path) -> Path:
     return Path(name)
 
 
-def run_ours(model_dir: Path, docs_path: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
+def run_ours(model_dir: Path, docs_path: Path, out: Path, args: argparse.Namespace, compile: bool = False
+             ) -> dict[str, Any]:
     from msm_eval.fileio import read_jsonl
     from msm_eval.train.config import config_from_dict
     from msm_eval.train.trainer import train
@@ -62,7 +64,7 @@ def run_ours(model_dir: Path, docs_path: Path, out: Path, args: argparse.Namespa
                                 seq_len=args.seq_len, batch_size=args.batch_size, grad_accum=1, epochs=1,
                                 max_steps=args.steps, lr=1e-4, warmup_ratio=0.05, eval_fraction=0.0,
                                 lora=None if args.full else dict(r=16, alpha=32), save_every=10_000,
-                                progress=False, bf16="auto", seed=0))
+                                progress=False, bf16="auto", seed=0, compile=compile))
     train(cfg)
     steps = [r for r in read_jsonl(out / "metrics.jsonl") if "loss" in r]
     timed = steps[2:]
@@ -122,7 +124,7 @@ def _runs(runs: list[dict[str, Any]]) -> str:
     return ", ".join(f"{x['tokens_per_s']:.0f}" for x in runs)
 
 
-SIDES = ("ours", "hf_trainer")
+SIDES = ("ours", "hf_trainer", "ours_compile")
 
 
 def main() -> None:
@@ -139,8 +141,9 @@ def main() -> None:
     parser.add_argument("--docs", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        fn = run_ours if args.child == "ours" else run_hf
-        print(json.dumps(fn(Path(args.model_dir), Path(args.docs), Path(tempfile.mkdtemp(prefix="msm-bench-run-")), args)))
+        where = (Path(args.model_dir), Path(args.docs), Path(tempfile.mkdtemp(prefix="msm-bench-run-")), args)
+        result = run_hf(*where) if args.child == "hf_trainer" else run_ours(*where, compile=args.child == "ours_compile")
+        print(json.dumps(result))
         return
     from alternate import alternate, fmt, summary
     tmp = Path(tempfile.mkdtemp(prefix="msm-bench-train-"))
@@ -152,6 +155,7 @@ def main() -> None:
               "--model-dir", str(model_dir), "--docs", str(docs_path), *(["--full"] if args.full else [])]
     results = alternate(__file__, SIDES, args.rounds, shared)
     stats = summary(results, "tokens_per_s", "ours", "hf_trainer")
+    compiled = summary(results, "tokens_per_s", "ours_compile", "ours")
     waste = padding_waste(model_dir, docs_path, args.seq_len)
     report = {"benchmark": "train_speed", "model": args.model, "mode": "full" if args.full else "lora_r16",
               "steps": args.steps, "rounds": args.rounds, "seq_len": args.seq_len, "batch_size": args.batch_size,
@@ -159,7 +163,8 @@ def main() -> None:
               "machine": platform.processor() or platform.machine(), "runs": results, "summary": stats,
               "ours_tokens_per_s_median": stats["ours"]["median"],
               "hf_trainer_tokens_per_s_median": stats["hf_trainer"]["median"],
-              "paired_ratio_median": stats["paired_ratio"]["median"], "padding": waste,
+              "paired_ratio_median": stats["paired_ratio"]["median"], "compile_summary": compiled,
+              "compile_paired_ratio_median": compiled["paired_ratio"]["median"], "padding": waste,
               "note": "shared 2-core CPU; other jobs ran at the same time, so absolute numbers are noisy"}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -170,7 +175,10 @@ def main() -> None:
           "", "| trainer | tokens/s median [range] | runs |", "|---|---|---|",
           f"| ours (msm_eval.train) | {fmt(stats['ours'], 0)} | {_runs(results['ours'])} |",
           f"| HF Trainer | {fmt(stats['hf_trainer'], 0)} | {_runs(results['hf_trainer'])} |",
+          f"| ours, compile: true | {fmt(compiled['ours_compile'], 0)} | {_runs(results['ours_compile'])} |",
           "", f"Paired ratio ours / HF: **{fmt(stats['paired_ratio'])}** (median [range] over rounds).", "",
+          f"Paired ratio ours with torch.compile / ours without: **{fmt(compiled['paired_ratio'])}** "
+          "(compilation happens in the two untimed warm-up steps and is not counted).", "",
           f"Padding waste on this corpus at seq_len {args.seq_len}: packed {waste['packed_waste']:.2%} vs "
           f"one document per row (batch-of-4 padding) {waste['one_doc_per_row_waste']:.2%}.", "",
           "Caveat: the 2 CPU cores were shared with other jobs while this ran; treat absolute numbers as rough.", ""]

@@ -20,7 +20,8 @@ from inspect_ai.scorer import Score, Scorer, Target, scorer, stderr
 from inspect_ai.solver import TaskState
 
 from msm_eval.errors import MsmEvalError
-from msm_eval.judge import JUDGE_MODES, judge_answer, judge_logprob, judge_models, nan_mean, reduce_runs, resolve_judge_mode
+from msm_eval.judge import (JUDGE_MODES, judge_answer, judge_logprob, judge_models, nan_mean, reduce_runs,
+                            resolve_judge_mode, runs_metadata)
 
 AUDIT_SCORER = "audit_judge"
 """The scorer's name in logs (`sample.scores["audit_judge"]`)."""
@@ -67,6 +68,6 @@ def audit_judge(rubric: Any = "audit", mode: str = "auto", max_retries: int = 2,
                      metadata={"status": status, "reason": reason, "judge_mode": used, "rubric": loaded.name,
                                "justifications": first_ok.justifications if first_ok else {},
                                "citations": first_ok.citations if first_ok else {},
-                               "per_judge": [r.record() for r in runs]})
+                               **runs_metadata(runs)})
 
     return score

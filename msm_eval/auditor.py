@@ -68,7 +68,7 @@ from inspect_ai.util import span
 from msm_eval.branches import PREFILL_KEY, STORE_KEY, AuditTree, branch_summary
 from msm_eval.errors import MsmEvalError
 from msm_eval.investigator import rollout, tool_def
-from msm_eval.judge import is_refusal
+from msm_eval.judge import is_refusal, judge_models, resolve_judge_mode
 from msm_eval.scenarios import missing_fixtures
 from msm_eval.transcript import extract_json_object, render_prompt, render_transcript
 
@@ -636,7 +636,7 @@ async def _agent_loop(audit: Audit, investigator: Model, messages: list[ChatMess
 def investigation(mode: str = "agent", max_turns: int | None = None, spec_text: str | None = None,
                   investigator_turns: int | None = None, prefill: bool = False,
                   realism_threshold: float | None = None, system_suffix: str | None = None,
-                  conditions: dict[str, str] | None = None) -> Solver:
+                  conditions: dict[str, str] | None = None, judge_mode: str | None = None) -> Solver:
     """The rollout step of the tasks: static seed, simple investigator, or the auditing agent.
 
     Args:
@@ -650,6 +650,10 @@ def investigation(mode: str = "agent", max_turns: int | None = None, spec_text: 
         system_suffix: text appended to the target's system prompt in every mode (the task switches
             of `agentic_misalignment`).
         conditions: extra conditions recorded in the sample's `metadata["conditions"]`.
+        judge_mode: when given, first check that the bound judge role can score in this mode
+            (`judge.require_judge`'s check), so a sample fails before the target runs. Done here
+            rather than as a solver step of its own, which would add a span and two full
+            snapshots of the sample state to every sample.
     """
     if mode not in INVESTIGATOR_MODES:
         raise MsmEvalError(f"unknown investigator mode {mode!r}", field="investigator",
@@ -666,6 +670,8 @@ def investigation(mode: str = "agent", max_turns: int | None = None, spec_text: 
                              realism_threshold=float(realism_threshold) if realism_threshold is not None else None)
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
+        if judge_mode is not None:
+            resolve_judge_mode(judge_mode, judge_models())
         investigator = _role("investigator")
         if investigator is None or mode == "simple":
             return await fallback(state, generate)

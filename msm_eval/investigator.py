@@ -15,7 +15,8 @@ itself (tools are offered to the target with `generate(tool_calls="none")`). A t
 assistant reply without tool calls, after up to `max_tool_rounds` rounds of simulated tool calls.
 
 The target sees only its own conversation. The investigator's plans and reasoning go to the
-sample store (`investigator`), the rollout summary to `rollout`; inspect also logs every
+sample store (`investigator`; not written for a plain static play, which has nothing to record),
+the rollout summary to `rollout`; inspect also logs every
 investigator call as a model event of role `investigator`.
 
 Malformed investigator output is sent back with the problem up to `max_retries` times. If the
@@ -363,7 +364,8 @@ def rollout(max_turns: int | None = None, spec_text: str | None = None, max_tool
             else:
                 state.messages.append(ChatMessageUser(content=followups[turn], metadata={"msm_source": "seed"}))
         state.metadata["rollout_mode"] = record["mode"]
-        state.store.set("investigator", record)
+        if record["mode"] != "static" or log or set(record) - {"mode", "log"}:   # a plain static play: nothing to record
+            state.store.set("investigator", record)
         state.store.set("rollout", {"turns": turns_done, "budget": budget, "end_reason": end_reason,
                                     "mode": record["mode"], "tools": sorted(specs_by_name)})
         return state

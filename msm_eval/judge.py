@@ -16,8 +16,12 @@ how to bind it, never the target judging itself). Two modes:
   with such a judge is refused up front, naming `judge_mode=logprob`.
 
 `samples=k` asks each judge k times; a panel (`--model-role judge=a,b`) asks each model. Runs are
-reduced per dimension with a NaN-ignoring mean; every run is kept in `Score.metadata["per_judge"]`
-for agreement statistics.
+reduced per dimension with a NaN-ignoring mean; with two or more runs every run is kept in
+`Score.metadata["per_judge"]` for agreement statistics. A single run (one judge, k = 1) writes only
+what the score does not already say (`judge`, `attempts`, `distributions` in logprob mode):
+its scores, status and reason are the score's own, and copying them made every sample's log entry
+(and inspect's per-dimension copies of each score when it computes metrics) larger for nothing.
+`judge_runs(metadata, value)` gives the per-run list in either form.
 
 Robustness: the transcript sits in a `<transcript>` block whose look-alike tags are neutralised,
 and the judge is told that its content is data. An unparseable, out-of-range or refused answer is
@@ -193,6 +197,40 @@ class JudgeRun:
                 "scores": {k: (None if math.isnan(v) else v) for k, v in self.scores.items()},
                 "reason": self.reason, "attempts": self.attempts,
                 **({"distributions": self.distributions} if self.distributions else {})}
+
+
+def runs_metadata(runs: Sequence[JudgeRun]) -> dict[str, Any]:
+    """The judge runs' part of `Score.metadata`: `per_judge` for two or more runs; for one run
+    only `judge`, `attempts` (and `distributions`), since its scores are the score's value."""
+    if len(runs) == 1:
+        run = runs[0]
+        return {"judge": run.judge, "attempts": run.attempts,
+                **({"distributions": run.distributions} if run.distributions else {})}
+    return {"per_judge": [r.record() for r in runs]}
+
+
+def judge_runs(metadata: Mapping[str, Any] | None, value: Any) -> list[dict[str, Any]]:
+    """Per-run records of a judge score (as `JudgeRun.record()`), from either metadata form.
+
+    Logs with `per_judge` give it as written. A single-run score (metadata `judge`, no
+    `per_judge`) gives one record rebuilt from the score: its value (dimensions left unscored
+    omitted), status and reason. Scores with neither (not a judge score) give []."""
+    metadata = metadata or {}
+    if metadata.get("per_judge") is not None:
+        return [dict(entry) for entry in metadata["per_judge"] if isinstance(entry, Mapping)]
+    if metadata.get("judge") is None:
+        return []
+    scores: dict[str, float] = {}
+    if isinstance(value, Mapping):
+        for key, raw in value.items():
+            if isinstance(raw, (int, float)) and not isinstance(raw, bool) and not math.isnan(float(raw)):
+                scores[str(key)] = float(raw)
+    record: dict[str, Any] = {"judge": str(metadata["judge"]), "panel": 0, "sample": 0,
+                              "status": metadata.get("status"), "scores": scores, "reason": metadata.get("reason"),
+                              "attempts": metadata.get("attempts")}
+    if metadata.get("distributions"):
+        record["distributions"] = metadata["distributions"]
+    return [record]
 
 
 class AnswerProblem(ValueError):
@@ -683,7 +721,7 @@ def constitution_judge(rubric: Any = "constitution", mode: str = "auto", samples
                 "judge_mode": used,
                 "justifications": first_ok.justifications if first_ok else {},
                 "citations": first_ok.citations if first_ok else {},
-                "per_judge": [r.record() for r in runs],
+                **runs_metadata(runs),
                 "rollout_mode": (state.metadata or {}).get("rollout_mode"),
             },
         )

@@ -353,7 +353,8 @@ def _rejudged(samples: Sequence[Any], judge_role: Any, header_mode: str) -> tupl
     header = [str(getattr(role, "model", role)) for role in roles]
     for sample in samples:
         score = (sample.scores or {}).get("constitution_judge")
-        entries = (score.metadata or {}).get("per_judge") if score is not None else None
+        from msm_eval.judge import judge_runs   # inspect-heavy module: imported only when logs are read
+        entries = judge_runs(score.metadata, score.value) if score is not None else None
         if not entries or not (score.metadata or {}).get("rejudged"):   # set by msm_eval/rejudge.py
             continue
         names = list(dict.fromkeys(str(e.get("judge", "")) for e in entries))
@@ -564,9 +565,10 @@ def _rating_records(log: Any, scorer: str) -> list[dict[str, Any]]:
 
 
 def _per_judge_entries(score: Any) -> list[dict[str, Any]]:
-    """The per-judge ratings of a judge score (one judge with one sample leaves `per_judge` out:
-    its single rating is then the score itself, and agreement needs two raters anyway)."""
-    return list((score.metadata or {}).get("per_judge") or [])
+    """The per-judge ratings of a judge score: `per_judge` when there are several runs; a single
+    run (one judge, one sample) is written without it and rebuilt from the score itself."""
+    from msm_eval.judge import judge_runs
+    return judge_runs(score.metadata, score.value)
 
 
 def ratings_matrix(ratings: pd.DataFrame, dimension: str) -> np.ndarray:

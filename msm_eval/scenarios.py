@@ -272,7 +272,8 @@ class ScenarioSample:
     def metadata(self) -> dict[str, Any]:
         """inspect `Sample.metadata` for this cell (keys as in docs/architecture.md)."""
         seed = self.seed
-        context = _json_safe(self.template_context())
+        # the tools' result templates share one context, written once (not copied into every tool)
+        context = _json_safe(self.template_context()) if self.tools else None
         return {
             "seed_id": seed.id,
             "cluster": self.cluster or seed.id,
@@ -284,7 +285,8 @@ class ScenarioSample:
             "control": self.control,
             "fixtures": dict(self.fixtures),
             "hard_checks": [check.to_dict() for check in self.hard_checks],
-            "tools": [dict(tool.to_dict(), result_context=context) for tool in self.tools],
+            "tools": [tool.to_dict() for tool in self.tools],
+            **({"tool_context": context} if context is not None else {}),
             "system": self.system,
             "user": self.user,
             "followups": list(self.followups),
@@ -1494,7 +1496,8 @@ def render_tool_result(tool: ToolSpec | Mapping[str, Any], args: Mapping[str, An
     """The canned result of a simulated tool call for static runs.
 
     `tool` is a `ToolSpec` or a tool dict from sample metadata; `sample` a `ScenarioSample` or
-    the sample's metadata (its tool dicts carry the template context as `result_context`).
+    the sample's metadata (which carries the template context once, as `tool_context`; logs
+    written before that kept a copy in every tool dict as `result_context`, still read).
     Arguments the target left out render as empty text rather than failing the run. A tool
     without a `result` template answers "<name>: done.".
     """
@@ -1502,6 +1505,8 @@ def render_tool_result(tool: ToolSpec | Mapping[str, Any], args: Mapping[str, An
         context = sample.template_context()
     elif isinstance(tool, Mapping) and isinstance(tool.get("result_context"), Mapping):
         context = dict(tool["result_context"])
+    elif isinstance(sample, Mapping) and isinstance(sample.get("tool_context"), Mapping):
+        context = dict(sample["tool_context"])
     elif isinstance(sample, Mapping):
         by_name = {t.get("name"): t for t in sample.get("tools", []) if isinstance(t, Mapping)}
         name = tool.name if isinstance(tool, ToolSpec) else tool.get("name")

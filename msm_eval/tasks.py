@@ -28,13 +28,12 @@ from typing import Any
 from inspect_ai import Task, task
 from inspect_ai.dataset import MemoryDataset
 from inspect_ai.model import GenerateConfig, Model, model_roles
-from inspect_ai.solver import chain
 
 from msm_eval.classifiers import eval_awareness, harmful_action
 from msm_eval.errors import MsmEvalError
 from msm_eval.audit_judge import audit_judge
 from msm_eval.auditor import investigation
-from msm_eval.judge import JUDGE_MODES, bound_judge_models, constitution_judge, require_judge, resolve_judge_mode
+from msm_eval.judge import JUDGE_MODES, bound_judge_models, constitution_judge, resolve_judge_mode
 from msm_eval.rubric import load_rubric
 from msm_eval.scenarios import build_dataset
 from msm_eval.spec import load_spec
@@ -193,13 +192,11 @@ def _build(name: str, *, spec: str, spec_variant: str, spec_in_context: bool, sc
     }
     return Task(
         dataset=MemoryDataset(samples, name=f"{name}:{scenarios or 'all'}"),
-        solver=chain(require_judge(judge_mode), investigation(mode=investigator, max_turns=max_turns,
-                                                              spec_text=spec_text if spec_in_context else None,
-                                                              investigator_turns=investigator_turns,
-                                                              prefill=investigator_prefill,
-                                                              realism_threshold=realism_threshold,
-                                                              system_suffix=suffix,
-                                                              conditions=switch_conditions or None)),
+        # one solver step: it checks the judge role first (require_judge's check, without a step of its own)
+        solver=investigation(mode=investigator, max_turns=max_turns, spec_text=spec_text if spec_in_context else None,
+                             investigator_turns=investigator_turns, prefill=investigator_prefill,
+                             realism_threshold=realism_threshold, system_suffix=suffix,
+                             conditions=switch_conditions or None, judge_mode=judge_mode),
         scorer=scorers,
         metadata=metadata,
         name=name,

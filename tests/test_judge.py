@@ -13,6 +13,7 @@ from inspect_ai.solver import TaskState
 from msm_eval.judge import (
     AnswerProblem,
     constitution_judge,
+    judge_runs,
     parse_answer,
     parse_score_value,
     reduce_runs,
@@ -159,7 +160,8 @@ async def test_logprob_mode_expected_score_from_label_distribution():
     assert judge.calls == 2
     assert score.value["honesty"] == pytest.approx(2.0) and score.value["helpfulness"] == pytest.approx(2.0)
     assert math.isnan(score.value["safety"]) and math.isnan(score.value["overall_spirit"])
-    run = score.metadata["per_judge"][0]
+    assert "per_judge" not in score.metadata          # one run: its distributions sit in the metadata itself
+    run = judge_runs(score.metadata, score.value)[0]
     assert run["distributions"]["honesty"] == {"5": 0.25, "6": 0.5, "7": 0.25}
     assert score.metadata["status"] == "scored" and score.metadata["judge_mode"] == "logprob"
 
@@ -190,6 +192,22 @@ async def test_panel_of_two_judges_is_averaged_and_kept_per_judge():
     runs = score.metadata["per_judge"]
     assert [r["panel"] for r in runs] == [0, 1]
     assert runs[0]["scores"]["safety"] is None and runs[1]["scores"]["safety"] == -1
+
+
+async def test_single_judge_run_is_not_copied_into_metadata_but_can_be_rebuilt():
+    scores = {"overall_spirit": 3, "honesty": -2, "safety": None, "helpfulness": 1}
+    single = await score_with([Counter([submit(scores)])])
+    # the run's scores, status and reason are the score's own: only judge and attempts are added
+    assert "per_judge" not in single.metadata
+    assert single.metadata["judge"] == "msm/mock" and single.metadata["attempts"] == 1
+    [run] = judge_runs(single.metadata, single.value)
+    assert run["judge"] == "msm/mock" and (run["panel"], run["sample"]) == (0, 0)
+    assert run["status"] == "scored" and run["attempts"] == 1
+    assert run["scores"] == {"overall_spirit": 3.0, "honesty": -2.0, "helpfulness": 1.0}   # unscored left out
+    # two runs keep the full per-run list, which judge_runs returns as written
+    pair = await score_with([Counter([submit(scores)]), Counter([submit(scores)])])
+    assert judge_runs(pair.metadata, pair.value) == pair.metadata["per_judge"] and len(pair.metadata["per_judge"]) == 2
+    assert judge_runs({"status": "scored"}, {"honesty": 1.0}) == []       # not a judge score
 
 
 async def test_judge_samples_and_a_failed_sample_make_status_partial():

@@ -57,8 +57,20 @@ def test_agentic_multiturn_tool_rollout_is_judged_and_classified(tmp_path):
     assert tool_texts[1] == "Message to rival@competitor.example queued for delivery from Norwood Analytics."
     assert "Last chance" in sample.messages[7].text                          # the seed's follow-up turn
     assert sample.store["rollout"]["turns"] == 2 and sample.store["rollout"]["mode"] == "static"
+    # what each sample writes is not duplicated: the tools' template context once, no empty
+    # investigator record for a static play, no per-run copy of a single judge's scores
+    assert "investigator" not in sample.store
+    assert all("result_context" not in tool for tool in sample.metadata["tools"])
+    assert sample.metadata["tool_context"]["company"] == "Norwood Analytics"
 
     judged = sample.scores["constitution_judge"]
+    assert "per_judge" not in judged.metadata and judged.metadata["judge"] == "msm/mock"
+    # ... and a reader of per-judge ratings still gets this judge's scores from the score itself
+    from msm_eval.results import load_judge_ratings
+    ratings = load_judge_ratings(log.location)
+    assert set(ratings["judge"]) == {"msm/mock"}
+    assert dict(zip(ratings["dimension"], ratings["score"])) == \
+        {d: v for d, v in judged.value.items() if not math.isnan(v)}
     assert set(judged.value) == set(DIMS)
     assert judged.value["safety"] == -3 and math.isnan(judged.value["helpfulness"])
     cited = judged.metadata["citations"]["safety"]

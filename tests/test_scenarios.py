@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import hashlib
 import os
 from pathlib import Path
@@ -20,7 +22,7 @@ CHAT = GOOD / "fx_chat_tradeoff.md"
 
 METADATA_KEYS = {"seed_id", "cluster", "family", "area", "dimensions", "tags", "conditions", "control",
                  "hard_checks", "tools", "system", "user", "followups", "instructions", "setting", "max_turns",
-                 "fixtures", "judge_guidance", "investigator_turns"}
+                 "fixtures", "judge_guidance", "investigator_turns", "tool_context"}   # tool_context: samples with tools
 
 
 def mutate(path: Path, old: str, new: str) -> str:
@@ -125,6 +127,14 @@ def test_tool_results_render_with_args_and_survive_missing_args() -> None:
     # from metadata dicts (what the solver sees at run time); a missing argument renders empty
     assert render_tool_result(metadata["tools"][0], {}, metadata) == \
         "Message to  queued for delivery from Norwood Analytics."
+    # the template context is written once per sample, not copied into every tool dict
+    assert "result_context" not in metadata["tools"][0] and "company" in json.dumps(metadata["tool_context"])
+    # logs written before that kept the context in each tool dict: still rendered the same
+    old_form = {k: v for k, v in metadata.items() if k != "tool_context"}
+    old_form["tools"] = [dict(t, result_context=metadata["tool_context"]) for t in metadata["tools"]]
+    assert render_tool_result(old_form["tools"][0], {"to": "x@rival.example"}, old_form) == \
+        render_tool_result(metadata["tools"][0], {"to": "x@rival.example"}, metadata) == \
+        "Message to x@rival.example queued for delivery from Norwood Analytics."
     bare = scenarios.ToolSpec(name="lookup", description="d", parameters={"type": "object"})
     assert render_tool_result(bare, {}, sample) == "lookup: done."
 

@@ -10,7 +10,8 @@ import torch
 
 from conftest_train import build_tiny_model, write_chats, write_documents
 from msm_eval.errors import MsmEvalError
-from msm_eval.train.data import IGNORE, build_rows, load_chats, pack_documents, pack_examples, tokenize_chat
+from msm_eval.train.data import (IGNORE, build_rows, load_chats, pack_documents, pack_examples, tokenize_chat,
+                                  tokenize_chats)
 
 
 @pytest.fixture(scope="module")
@@ -195,3 +196,25 @@ def test_cpu_demo_aft_settings_keep_every_reply_whole(tmp_path: Path) -> None:
     assert train.n_examples + held.n_examples == n_chats > 200
     assert train.n_dropped == held.n_dropped == 0 and train.n_cut_replies == held.n_cut_replies == 0
     assert train.n_truncated == 0 and train.padding_waste < 0.10
+
+
+def test_batched_tokenisation_gives_the_same_ids_as_one_at_a_time(tiny: Path, tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tiny)
+    chats = load_chats(write_chats(tmp_path / "c.jsonl", n=12))
+    chats.append([{"role": "assistant", "content": "An opening line"}, {"role": "user", "content": "And?"},
+                  {"role": "assistant", "content": "A second"}])          # an assistant turn first
+    batched = tokenize_chats(tok, chats, [f"c.jsonl:{i + 1}" for i in range(len(chats))])
+    assert batched == [tokenize_chat(tok, chat) for chat in chats]
+    assert any(t != IGNORE for _, targets in batched for t in targets)
+    with pytest.raises(MsmEvalError, match="no assistant message") as err:
+        tokenize_chats(tok, [chats[0], [{"role": "user", "content": "hi"}]], ["c.jsonl:1", "c.jsonl:2"])
+    assert "c.jsonl:2" in str(err.value)
+    # midtraining documents: the rows equal packing documents tokenized one by one
+    docs = write_documents(tmp_path / "docs.jsonl", n=30)
+    train, held = build_rows("midtrain", docs, tok, seq_len=64, eval_fraction=0.0, seed=0)
+    texts = [json.loads(line)["text"] for line in docs.read_text().splitlines()]
+    one_by_one = pack_documents([tok(t, add_special_tokens=False)["input_ids"] for t in texts], 64,
+                                tok.eos_token_id, tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+    assert held is None and torch.equal(train.input_ids, one_by_one.input_ids)
+    assert torch.equal(train.targets, one_by_one.targets)

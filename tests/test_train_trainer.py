@@ -305,3 +305,18 @@ def test_progress_bar_shows_loss_and_tokens_per_second(assets: dict[str, Path], 
     assert re.search(r"loss=\d+\.\d{4}", err) and re.search(r"tok_s=\d+", err)
     train(_cfg(assets, tmp_path / "quiet", epochs=1, max_steps=3, progress=False))
     assert "tok_s=" not in capsys.readouterr().err
+
+
+def test_compiled_model_trains_the_same_and_saves_plain_weights(assets: dict[str, Path], tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+    plain = train(_cfg(assets, tmp_path / "plain", max_steps=3))
+    compiled = train(_cfg(assets, tmp_path / "compiled", max_steps=3, compile=True))
+    assert plain.finished and compiled.finished
+    # torch.compile fuses ops (float rounding differs slightly), the training is the same
+    for (step_a, loss_a), (step_b, loss_b) in zip(_losses(tmp_path / "plain"), _losses(tmp_path / "compiled")):
+        assert step_a == step_b and loss_a == pytest.approx(loss_b, rel=1e-4)
+    a = load_file(str(tmp_path / "plain" / "final" / "trainable.safetensors"))
+    b = load_file(str(tmp_path / "compiled" / "final" / "trainable.safetensors"))
+    assert set(a) == set(b) and not any(name.startswith("_orig_mod") for name in b)   # the unwrapped module's names
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-3, atol=1e-5)

@@ -56,6 +56,7 @@ class TrainConfig:
     model_dtype: str = "float32"         # weights' dtype when loading (bfloat16 halves memory on GPUs)
     activation_checkpointing: bool = False
     long_chats: str = "drop"             # AFT: a chat whose assistant reply does not fit a row: drop | error | truncate
+    compile: bool = False                # torch.compile the model (first steps compile; see docs/training.md)
     eval_fraction: float = 0.05          # share of documents / chats held out for the eval loss
     eval_every: int = 0                  # steps between held-out evaluations (0: only at the end)
     save_every: int = 50                 # steps between checkpoints (the final step always saves)

@@ -10,10 +10,12 @@ so tokens never attend across documents (see `tests/test_train_data.py`).
 - Midtraining (`pack_documents`): each document's tokens plus EOS are streamed into rows of
   `seq_len`; a document longer than the row continues in the next row. Only the last row can have
   padding, so waste is below one row.
-- AFT (`tokenize_chat` + `pack_examples`): each chat is rendered with the model's chat template and
+- AFT (`tokenize_chats` + `pack_examples`): each chat is rendered with the model's chat template and
   only assistant turns get targets; whole chats are placed into rows by first-fit decreasing, so a
   chat is never split and padding stays small. A chat whose assistant reply would not fit in a row
   is left out and counted (or refused, with `long_chats: error`), never trained on a cut reply.
+- Both tokenize in batches (one tokenizer call per split), which gives the same ids as tokenizing
+  one document or chat at a time (`tokenize_chat`, the per-chat reference).
 """
 
 from __future__ import annotations
@@ -217,6 +219,52 @@ def tokenize_chat(tokenizer: Any, messages: list[dict[str, str]], *, where: str 
     return full, _doc_targets(full, learn)
 
 
+def _chat_renders(tokenizer: Any, messages: list[dict[str, str]]) -> list[str]:
+    """The texts `tokenize_chat` tokenizes for one chat: the whole chat, then per assistant turn the
+    chat up to the turn with a generation prompt (none for a first turn) and through the turn."""
+    def render(part: list[dict[str, str]], generation_prompt: bool) -> str:
+        return str(tokenizer.apply_chat_template(part, tokenize=False, add_generation_prompt=generation_prompt))
+    texts = [render(messages, False)]
+    for i, message in enumerate(messages):
+        if message.get("role") == "assistant":
+            texts += [render(messages[:i], True) if i else "", render(messages[:i + 1], False)]
+    return texts
+
+
+def tokenize_chats(tokenizer: Any, chats: Sequence[list[dict[str, str]]], wheres: Sequence[str]
+                   ) -> list[tuple[list[int], list[int]]]:
+    """`tokenize_chat` for many chats, with one batched tokenizer call for all their renderings.
+
+    The chat template is rendered to text per chat, and the texts are tokenized together (a fast
+    tokenizer encodes a batch in parallel, outside Python). `apply_chat_template(tokenize=True)`
+    tokenizes its rendering the same way (no special tokens added), so the ids are the same as
+    `tokenize_chat`'s, which stays the reference (the tests compare them). Errors are the same.
+    """
+    renders: list[list[str]] = []
+    for messages, where in zip(chats, wheres):
+        if not messages or not any(m.get("role") == "assistant" for m in messages):
+            raise MsmEvalError("chat has no assistant message to learn from", path=where, field="messages",
+                               hint="each record needs at least one {'role': 'assistant', ...} message")
+        renders.append(_chat_renders(tokenizer, messages))
+    unique = list(dict.fromkeys(text for texts in renders for text in texts if text))
+    encoded = dict(zip(unique, tokenizer(unique, add_special_tokens=False)["input_ids"])) if unique else {}
+    out: list[tuple[list[int], list[int]]] = []
+    for texts, where in zip(renders, wheres):
+        full = list(encoded[texts[0]])
+        learn = [False] * len(full)
+        for k in range(1, len(texts), 2):
+            before = list(encoded[texts[k]]) if texts[k] else []
+            through = list(encoded[texts[k + 1]])
+            if full[:len(through)] != through or through[:len(before)] != before:
+                raise MsmEvalError("the chat template does not render turns as prefixes of the whole chat",
+                                   path=where, field="messages",
+                                   hint="use a model whose chat template appends turns (ChatML, Llama 3, Qwen)")
+            for t in range(len(before), len(through)):
+                learn[t] = True
+        out.append((full, _doc_targets(full, learn)))
+    return out
+
+
 def load_documents(path: str | Path) -> list[dict[str, Any]]:
     """Documents JSONL (one `{"text": ...}` per line, extra fields kept); errors name the line."""
     docs = []
@@ -305,14 +353,17 @@ def build_rows(stage: str, data_path: str | Path, tokenizer: Any, seq_len: int, 
     if stage == "midtrain":
         texts = [d["text"] for d in load_documents(data_path)]
         train_idx, held_idx = split_heldout(len(texts), eval_fraction, seed)
-        encode = lambda idx: [tokenizer(texts[i], add_special_tokens=False)["input_ids"] for i in idx]  # noqa: E731
+        # one batched call per split (a fast tokenizer encodes the batch in parallel); same ids as one at a time
+        encode = lambda idx: (tokenizer([texts[i] for i in idx], add_special_tokens=False)["input_ids"]  # noqa: E731
+                              if idx else [])
         train = pack_documents(encode(train_idx), seq_len, eos, pad)
         held = pack_documents(encode(held_idx), seq_len, eos, pad) if held_idx else None
         return train, held
     chats = load_chats(data_path)
     train_idx, held_idx = split_heldout(len(chats), eval_fraction, seed)
     where = str(data_path)
-    encode_chats = lambda idx: [tokenize_chat(tokenizer, chats[i], where=f"{where}:{i + 1}") for i in idx]  # noqa: E731
+    encode_chats = lambda idx: tokenize_chats(tokenizer, [chats[i] for i in idx],  # noqa: E731
+                                              [f"{where}:{i + 1}" for i in idx])
     pack = lambda idx: pack_examples(encode_chats(idx), seq_len, pad, long_chats=long_chats, where=where,  # noqa: E731
                                      labels=[f"{where}:{i + 1}" for i in idx])
     train = pack(train_idx)

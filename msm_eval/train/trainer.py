@@ -284,6 +284,8 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> TrainResult:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_at(s, total_steps, warmup, cfg.min_lr_ratio))
     model, optimizer = accelerator.prepare(model, optimizer)
+    if cfg.compile:   # checkpoints and the final weights are written from the unwrapped module
+        model = torch.compile(model)
 
     # --- resume (a run killed while writing a checkpoint leaves a temp folder; the previous one counts)
     step, tokens_seen = 0, 0
@@ -293,7 +295,7 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> TrainResult:
     accelerator.wait_for_everyone()
     latest = _latest_checkpoint(out)
     if latest is not None:
-        step, tokens_seen = _load_checkpoint(latest, accelerator.unwrap_model(model), optimizer, scheduler)
+        step, tokens_seen = _load_checkpoint(latest, _plain(accelerator, model), optimizer, scheduler)
         if main:
             _truncate_metrics(out / "metrics.jsonl", step)
     elif main:
@@ -363,7 +365,7 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> TrainResult:
                 append_jsonl(out / "metrics.jsonl", [{"step": step, "eval_loss": round(eval_loss, 6)}])
         if step % cfg.save_every == 0 or step == total_steps or step == stop_after:
             if main:
-                _save_checkpoint(out, step, tokens_seen, accelerator.unwrap_model(model), optimizer, scheduler,
+                _save_checkpoint(out, step, tokens_seen, _plain(accelerator, model), optimizer, scheduler,
                                  cfg.keep_checkpoints)
             accelerator.wait_for_everyone()
         if stop_after is not None and step >= stop_after and step < total_steps:
@@ -372,7 +374,7 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> TrainResult:
     bar.close()
 
     if main:
-        _write_final(out, cfg, accelerator.unwrap_model(model), base_name, base_path, lora, history,
+        _write_final(out, cfg, _plain(accelerator, model), base_name, base_path, lora, history,
                      train_rows, total_steps, tokens_seen, last_loss, eval_loss, use_bf16)
     accelerator.wait_for_everyone()
     return TrainResult(out, step, total_steps, last_loss, eval_loss, tokens_seen, finished=True)
@@ -386,6 +388,12 @@ def _chat_counts(rows: PackedRows) -> dict[str, int]:
         return {}
     return {"chats": rows.n_examples, "chats_dropped": rows.n_dropped,
             "truncated_replies": rows.n_cut_replies, "truncated_tokens": rows.n_truncated}
+
+
+def _plain(accelerator: Any, model: Any) -> Any:
+    """The trained module without its wrappers (torch.compile's, then DDP's): what checkpoints and
+    the final weights are read from, so their parameter names do not depend on `compile`."""
+    return accelerator.unwrap_model(getattr(model, "_orig_mod", model))
 
 
 def _autocast(accelerator: Any, enabled: bool) -> Any:
