@@ -203,12 +203,18 @@ def tokenize_chat(tokenizer: Any, messages: list[dict[str, str]], *, where: str 
         raise MsmEvalError("chat has no assistant message to learn from", path=where, field="messages",
                            hint="each record needs at least one {'role': 'assistant', ...} message")
     full = _render_ids(tokenizer, messages, generation_prompt=False)
+    turns = [(_render_ids(tokenizer, messages[:i], generation_prompt=True) if i else [],
+              _render_ids(tokenizer, messages[:i + 1], generation_prompt=False))
+             for i, message in enumerate(messages) if message.get("role") == "assistant"]
+    return full, _turn_targets(full, turns, where)
+
+
+def _turn_targets(full: list[int], turns: Sequence[tuple[list[int], list[int]]], where: str) -> list[int]:
+    """Targets of a rendered chat (`full`) given each assistant turn's renderings (chat up to the turn
+    with a generation prompt, chat through the turn): the tokens in between are learnt. Both
+    renderings must be prefixes of the whole chat, else the template cannot be split into turns."""
     learn = [False] * len(full)
-    for i, message in enumerate(messages):
-        if message.get("role") != "assistant":
-            continue
-        before = _render_ids(tokenizer, messages[:i], generation_prompt=True) if i else []
-        through = _render_ids(tokenizer, messages[:i + 1], generation_prompt=False)
+    for before, through in turns:
         if full[:len(through)] != through or through[:len(before)] != before:
             raise MsmEvalError("the chat template does not render turns as prefixes of the whole chat",
                                path=where, field="messages",
@@ -216,7 +222,7 @@ def tokenize_chat(tokenizer: Any, messages: list[dict[str, str]], *, where: str 
         for t in range(len(before), len(through)):
             learn[t] = True
     # trailing newline tokens after the end-of-turn marker are still template text; learning them is harmless
-    return full, _doc_targets(full, learn)
+    return _doc_targets(full, learn)
 
 
 def _chat_renders(tokenizer: Any, messages: list[dict[str, str]]) -> list[str]:
@@ -251,17 +257,9 @@ def tokenize_chats(tokenizer: Any, chats: Sequence[list[dict[str, str]]], wheres
     out: list[tuple[list[int], list[int]]] = []
     for texts, where in zip(renders, wheres):
         full = list(encoded[texts[0]])
-        learn = [False] * len(full)
-        for k in range(1, len(texts), 2):
-            before = list(encoded[texts[k]]) if texts[k] else []
-            through = list(encoded[texts[k + 1]])
-            if full[:len(through)] != through or through[:len(before)] != before:
-                raise MsmEvalError("the chat template does not render turns as prefixes of the whole chat",
-                                   path=where, field="messages",
-                                   hint="use a model whose chat template appends turns (ChatML, Llama 3, Qwen)")
-            for t in range(len(before), len(through)):
-                learn[t] = True
-        out.append((full, _doc_targets(full, learn)))
+        turns = [(list(encoded[texts[k]]) if texts[k] else [], list(encoded[texts[k + 1]]))
+                 for k in range(1, len(texts), 2)]
+        out.append((full, _turn_targets(full, turns, where)))
     return out
 
 
