@@ -208,7 +208,7 @@ def run_gate(baseline: Source, candidate: Source, *, margin: float | None = None
                         - set(dims or ()))
     if audit_dims:   # audit quality describes the audit, not a regression of the target: gated only when named
         base, cand = (frame[~(frame["scorer"].isin(AUDIT_SCORERS) & frame["dimension"].isin(audit_dims))]
-                      for frame in (base, cand))
+                      if "scorer" in frame.columns else frame for frame in (base, cand))
         result.warnings.append(f"audit-quality dimension(s) not gated: {', '.join(audit_dims)} "
                                "(name them in --dims to gate them)")
     result.runs = {"baseline": sorted(base["run"].unique().tolist()),

@@ -70,6 +70,8 @@ def test_audit_quality_dimensions_are_gated_only_when_named() -> None:
     assert any("audit-quality dimension(s) not gated: dim1" in w for w in result.warnings)
     named = run_gate(base, cand, dims=["dim0", "dim1"], n_resamples=1_000)
     assert named.exit_code == 1 and named.table.set_index("dimension").loc["dim1", "result"] == "FAIL"
+    # a baseline exported without the scorer column still meets a candidate that has one
+    assert run_gate(base.drop(columns="scorer"), cand, dims=["dim0", "dim2"], n_resamples=500).exit_code == 0
 
 
 def test_drop_within_margin_passes_detect_mode() -> None:
