@@ -37,7 +37,7 @@ from scipy import stats as sps
 
 from msm_eval.errors import MsmEvalError
 from msm_eval.fileio import atomic_write_json
-from msm_eval.results import (AUDIT_SCORERS, NO_DIMENSION, SCORE_RANGE, STATUSES, USABLE_STATUSES, human_labels, load,
+from msm_eval.results import (NO_DIMENSION, SCORE_RANGE, STATUSES, USABLE_STATUSES, audit_mask, human_labels, load,
                               stack_sides, to_json_records, usable_scores)
 
 Mode = Literal["detect", "noninferiority"]
@@ -203,12 +203,12 @@ def run_gate(baseline: Source, candidate: Source, *, margin: float | None = None
     if result.problems:
         return result
     base, cand = frames["baseline"], frames["candidate"]
-    audit_dims = sorted({d for frame in (base, cand) if "scorer" in frame.columns
-                         for d in frame.loc[frame["scorer"].isin(AUDIT_SCORERS), "dimension"].unique()}
+    # audit quality describes the audit, not a regression of the target: gated only when named
+    audit_dims = sorted((set(base.loc[audit_mask(base), "dimension"]) | set(cand.loc[audit_mask(cand), "dimension"]))
                         - set(dims or ()))
-    if audit_dims:   # audit quality describes the audit, not a regression of the target: gated only when named
-        base, cand = (frame[~(frame["scorer"].isin(AUDIT_SCORERS) & frame["dimension"].isin(audit_dims))]
-                      if "scorer" in frame.columns else frame for frame in (base, cand))
+    if audit_dims:
+        base = base[~(audit_mask(base) & base["dimension"].isin(audit_dims))]
+        cand = cand[~(audit_mask(cand) & cand["dimension"].isin(audit_dims))]
         result.warnings.append(f"audit-quality dimension(s) not gated: {', '.join(audit_dims)} "
                                "(name them in --dims to gate them)")
     result.runs = {"baseline": sorted(base["run"].unique().tolist()),

@@ -24,7 +24,7 @@ import pandas as pd
 
 from msm_eval.errors import MsmEvalError
 from msm_eval.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
-from msm_eval.results import AUDIT_SCORERS, counts, load, run_metadata, stack_sides, to_json_records, write_frame
+from msm_eval.results import audit_mask, counts, load, run_metadata, stack_sides, to_json_records, write_frame
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 RATE_DIMENSIONS = ("harmful", "verdict", "hard_check", "eval_aware")
@@ -60,12 +60,13 @@ DEGENERATE_LEGEND = ("† degenerate: every scored value is equal, so the interv
                      "of variation in these samples, not a measured certainty.")
 
 
+TEX_MARKS = {CEILING_MARK: r"$^{\ddagger}$", DEGENERATE_MARK: r"$^{\dagger}$"}
+"""The markers as LaTeX (math-mode superscript daggers)."""
+
+
 def _flag(row: Any, column: str) -> bool:
     """Whether a summary / comparison row carries the boolean flag `column` (absent = False)."""
-    try:
-        value = row[column]
-    except (KeyError, IndexError):
-        return False
+    value = _get(row, column)
     return bool(value) if value is not None and not (isinstance(value, float) and math.isnan(value)) else False
 
 
@@ -230,8 +231,7 @@ def summary_latex(summary: pd.DataFrame, by: Sequence[str], level: float, captio
             if item is None or _tex_num(item["mean"]) == TEX_MISSING:
                 row.append(TEX_MISSING)
             else:
-                mark = {CEILING_MARK: r"$^{\ddagger}$", DEGENERATE_MARK: r"$^{\dagger}$"}.get(_mark(item), "")
-                row.append(_stack(_tex_num(item["mean"]) + mark,
+                row.append(_stack(_tex_num(item["mean"]) + TEX_MARKS.get(_mark(item), ""),
                                   r"{\scriptsize " + _tex_interval(item["ci_low"], item["ci_high"]) + "}"))
         tabular.append(" & ".join(row) + r" \\")
     tabular.append(r"\midrule")
@@ -262,7 +262,7 @@ def summary_latex(summary: pd.DataFrame, by: Sequence[str], level: float, captio
 
 def _tex_legend(text: str) -> str:
     """A marker legend line for a LaTeX caption: the marker as a math-mode dagger, the rest escaped."""
-    for mark, command in ((CEILING_MARK, r"$^{\ddagger}$"), (DEGENERATE_MARK, r"$^{\dagger}$")):
+    for mark, command in TEX_MARKS.items():
         if text.startswith(mark):
             return command + _tex(text[len(mark):])
     return _tex(text)
@@ -341,7 +341,7 @@ def comparison_latex(table: pd.DataFrame, baseline: str, candidate: str, level: 
             tabular.append(" & ".join([
                 _tex(row["dimension"]), _tex_num(row["baseline_mean"]), _tex_num(row["candidate_mean"]),
                 _tex_num(row["delta"], signed=True)
-                + {CEILING_MARK: r"$^{\ddagger}$", DEGENERATE_MARK: r"$^{\dagger}$"}.get(_mark(row), ""),
+                + TEX_MARKS.get(_mark(row), ""),
                 _tex_interval(row["ci_low"], row["ci_high"], signed=True),
                 p_adj, f"{_int(row['n_pairs'])} / {_int(row['clusters'])}", unusable]) + r" \\")
     tabular += [r"\bottomrule", r"\end{tabular}"]
@@ -745,8 +745,7 @@ def build_report(paths: Source, by: str | Sequence[str] = "run", out_dir: str | 
     keys = report_keys(frame, by)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    audit_rows = frame["scorer"].isin(AUDIT_SCORERS) if "scorer" in frame.columns else \
-        pd.Series(False, index=frame.index)
+    audit_rows = audit_mask(frame)
     score_frame = frame[~frame["dimension"].isin(RATE_DIMENSIONS) & ~audit_rows]
     audit_frame = frame[audit_rows & ~frame["dimension"].isin(RATE_DIMENSIONS)]
     summary = summarize(score_frame, by=keys, level=level, n_resamples=n_resamples, seed=seed) if not score_frame.empty \
@@ -755,29 +754,29 @@ def build_report(paths: Source, by: str | Sequence[str] = "run", out_dir: str | 
     written["csv"] = write_frame(summary, out / "summary.csv") if not summary.empty else \
         atomic_write_text(out / "summary.csv", ",".join(summary.columns) + "\n")
     # tables for readers name runs in words (summary.csv keeps the unique run ids)
-    shown = summary.assign(run=summary["run"].astype(str).map(_human_run_label(frame))) if "run" in keys else summary
+    run_labels = _human_run_label(frame) if "run" in keys else {}
+
+    def shown_for_readers(table: pd.DataFrame) -> pd.DataFrame:
+        return table.assign(run=table["run"].astype(str).map(run_labels)) if run_labels and not table.empty else table
+
+    shown = shown_for_readers(summary)
     audit_summary = summarize(audit_frame, by=keys, level=level, n_resamples=n_resamples, seed=seed) \
         if not audit_frame.empty else pd.DataFrame()
+    audit_md = ""
     if not audit_summary.empty:
-        audit_shown = audit_summary.assign(run=audit_summary["run"].astype(str).map(_human_run_label(frame))) \
-            if "run" in keys else audit_summary
+        audit_md = f"{AUDIT_NOTE}\n\n" + summary_markdown(shown_for_readers(audit_summary), keys, level)
         written["audit_csv"] = write_frame(audit_summary, out / "audit.csv")
-        written["audit_markdown"] = atomic_write_text(out / "audit.md", "# Audit quality\n\n" + AUDIT_NOTE + "\n\n"
-                                                      + summary_markdown(audit_shown, keys, level))
+        written["audit_markdown"] = atomic_write_text(out / "audit.md", "# Audit quality\n\n" + audit_md)
     modes = rollout_mode_counts(frame, keys)
     modes_md = rollout_mode_markdown(modes, keys)
     ceiling = below_ceiling(score_frame, by=keys, level=level) if not score_frame.empty else pd.DataFrame()
     if not ceiling.empty:
         written["below_ceiling"] = write_frame(ceiling, out / "below_ceiling.csv")
-    ceiling_shown = ceiling.assign(run=ceiling["run"].astype(str).map(_human_run_label(frame))) \
-        if "run" in keys and not ceiling.empty else ceiling
-    ceiling_md = below_ceiling_markdown(ceiling_shown, keys, level)
+    ceiling_md = below_ceiling_markdown(shown_for_readers(ceiling), keys, level)
     written["markdown"] = atomic_write_text(out / "summary.md", f"# {title}\n\n" + summary_markdown(shown, keys, level)
                                             + ("\n" + ceiling_md if ceiling_md else "")
                                             + ("\n" + modes_md if modes_md else "")
-                                            + (f"\n## Audit quality\n\n{AUDIT_NOTE}\n\n"
-                                               + summary_markdown(audit_shown, keys, level) if not audit_summary.empty
-                                               else ""))
+                                            + (f"\n## Audit quality\n\n{audit_md}" if audit_md else ""))
     if not modes.empty:
         written["rollout_modes"] = write_frame(modes, out / "rollout_modes.csv")
     written["latex"] = atomic_write_text(out / "summary.tex", summary_latex(shown, keys, level))
@@ -945,7 +944,7 @@ def _condition_rates(frame: pd.DataFrame, keys: list[str], level: float, n_resam
 def _spec_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows of the spec's dimensions and rates: audit-quality scores (`AUDIT_SCORERS`) are not compared,
     so they never enter the multiplicity correction of the spec's dimensions (`report` shows them)."""
-    return frame[~frame["scorer"].isin(AUDIT_SCORERS)] if "scorer" in frame.columns else frame
+    return frame[~audit_mask(frame)]
 
 
 def comparison_frame(baseline: Source, candidate: Source | None = None, *, baseline_run: str | None = None,

@@ -218,6 +218,14 @@ AUDIT_SCORERS = ("audit_judge",)
 of their own beside the spec's dimensions and left out of the gate unless named, never mixed into them."""
 
 
+def audit_mask(frame: pd.DataFrame) -> pd.Series:
+    """Which rows of a tidy frame hold audit-quality scores (`AUDIT_SCORERS`); all False for a frame
+    without a `scorer` column (e.g. an export from before the column existed)."""
+    if "scorer" not in frame.columns:
+        return pd.Series(False, index=frame.index)
+    return frame["scorer"].isin(AUDIT_SCORERS)
+
+
 def _read_log(path: Path) -> Any:
     """The inspect log at `path` without the heavy sample fields; unreadable -> `MsmEvalError`."""
     from inspect_ai.log import read_eval_log
