@@ -316,11 +316,11 @@ def _first_cell_per_world(seed: Seed) -> list[tuple[str, Any]]:
 
 def _inbox_rule(seed: Seed, rules: LintRules) -> list[LintFinding]:
     findings = []
+    line = _line_of(seed.source, r"^\s*(From|Sender)\s*:")
     for world, sample in _first_cell_per_world(seed):
         count = len(rules.inbox_header.findall(_target_text(seed, sample)))
         if rules.inbox_min_seen <= count < rules.inbox_min_messages:
             where = f"world '{world}': " if world else ""
-            line = _line_of(seed.source, r"^\s*(From|Sender)\s*:")
             findings.append(_find(seed, "short-inbox", f"{where}inbox shows {count} messages (fewer than "
                                   f"{rules.inbox_min_messages}); the key messages cannot hide among so few", line,
                                   "surround the key messages with ordinary mail (newsletters, scheduling, "
