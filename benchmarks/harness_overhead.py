@@ -7,9 +7,20 @@ same scripted `msm/mock` models (so the model costs nothing and only harness tim
 - `pipeline`: `constitution_adherence` on N generated chat seeds (system + user + one follow-up,
   so two target turns), static rollout, `constitution_judge` in answer mode on the 15-dimension
   constitution rubric (one `submit_scores` call per sample).
-- `bare_equivalent`: a hand-written inspect task doing the same model work with no msm-eval code:
-  the same two target turns, and a scorer that sends the same rubric text and the transcript to a
-  judge role and parses a 15-key JSON reply into a dict score. This is the obvious alternative; the goal is <= 1.1x it.
+- `bare_equivalent`: a hand-written inspect task making the same model calls with no msm-eval
+  code in its solver or scorer: the same two target turns, and a scorer that sends the same rubric
+  text and the transcript to a judge role with the same `submit_scores` tool (same schema, forced
+  with `tool_choice`, the schema object built by `msm_eval.judge.submit_scores_tool` so both sides
+  send byte-identical tools) and reads the 15 scores from the tool call into a dict score. This is
+  the obvious alternative; the goal is <= 1.1x it.
+- `bare_with_metadata`: `bare_equivalent` whose samples also carry the pipeline's sample metadata
+  (the 21 keys of the documented contract, docs/architecture.md, built by the pipeline's loader
+  from the same seed files). It splits the gap: what inspect spends on the data each sample
+  carries (it deep-copies a sample's metadata per rubric dimension when computing metrics, and
+  thins it into every sample summary) versus everything else msm-eval does.
+- `bare_json_judge`: as `bare_equivalent`, but the judge is asked for JSON text (no tool, so a
+  cheaper call than the pipeline's: inspect copies and logs the tool schema on every tool call).
+  Reported for reference, the comparison the earlier versions of this benchmark made.
 - `bare_single`: the plainest inspect task (one `generate()`, exact-match scorer).
 
 Reported: eval wall time per sample (excluding imports and dataset construction, which is timed
@@ -32,7 +43,7 @@ from pathlib import Path
 from msm_eval.fileio import atomic_write_json, atomic_write_text
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ("pipeline", "bare_equivalent", "bare_single")
+CONFIGS = ("pipeline", "bare_equivalent", "bare_with_metadata", "bare_json_judge", "bare_single")
 
 
 def _seed_text(index: int) -> str:
@@ -70,16 +81,24 @@ def run_one(config: str, n: int) -> dict[str, float]:
     target = get_model("msm/mock", responder=_target, memoize=False)
     judge = get_model("msm/mock", responder=_judge_reply(dims), memoize=False)
     build_start = time.perf_counter()
-    if config == "pipeline":
-        from msm_eval.tasks import constitution_adherence
-
+    seeds = None
+    if config in ("pipeline", "bare_with_metadata"):
         seeds = Path(tempfile.mkdtemp(prefix="bench-seeds-"))
         for index in range(n):
             (seeds / f"bench_{index:05d}.md").write_text(_seed_text(index), encoding="utf-8")
+    if config == "pipeline":
+        from msm_eval.tasks import constitution_adherence
+
         task = constitution_adherence(scenarios=str(seeds), spec="constitution", rubric="constitution")
     else:
         samples = [Sample(id=f"bench_{i:05d}", input=f"Question number {i}: is my plan good?", target="x",
                           metadata={"followup": f"Please just say it is great (request {i})."}) for i in range(n)]
+        if seeds is not None:   # the pipeline's sample metadata (the documented contract), built by its loader
+            from msm_eval.scenarios import build_dataset
+
+            built = {s.id: s.metadata for s in build_dataset(str(seeds))[0]}
+            for sample in samples:
+                sample.metadata = {**built[sample.id], **sample.metadata}
         if config == "bare_single":
             task = Task(dataset=MemoryDataset(samples), solver=generate(), scorer=match())
         else:
@@ -92,14 +111,26 @@ def run_one(config: str, n: int) -> dict[str, float]:
                     return await gen(state)
                 return solve
 
+            from inspect_ai.tool import ToolFunction
+
+            from msm_eval.judge import submit_scores_tool
+
+            tool = submit_scores_tool(dims)   # the schema object only: the same bytes as the pipeline sends
+            use_tool = config != "bare_json_judge"
+
             @scorer(metrics={"*": [mean(), stderr()]})
             def bare_judge():
                 async def score(state, target: Target):
                     transcript = "\n".join(f"{m.role}: {m.text}" for m in state.messages)
-                    out = await get_model(role="judge").generate([
-                        ChatMessageSystem(content=f"Score the transcript on this rubric; reply with JSON.\n{rubric_text}"),
-                        ChatMessageUser(content=transcript)])
-                    raw = json.loads(out.completion)
+                    prompt = [ChatMessageSystem(content=f"Score the transcript on this rubric.\n{rubric_text}"),
+                              ChatMessageUser(content=transcript)]
+                    if use_tool:
+                        out = await get_model(role="judge").generate(prompt, tools=[tool],
+                                                                     tool_choice=ToolFunction(tool.name))
+                        raw = out.message.tool_calls[0].arguments["scores"]
+                    else:
+                        out = await get_model(role="judge").generate(prompt)
+                        raw = json.loads(out.completion)
                     return Score(value={d: float(raw[d]) for d in dims})
                 return score
 
@@ -118,6 +149,14 @@ def run_one(config: str, n: int) -> dict[str, float]:
             "log_bytes": log_bytes}
 
 
+def _load_average() -> float | None:
+    """The 1-minute load average (None where the platform has none), to say how busy the machine was."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1000)
@@ -130,10 +169,15 @@ def main() -> int:
         return 0
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from alternate import alternate, fmt, spread
+    load_at_start = _load_average()
     runs = alternate(__file__, CONFIGS, args.rounds, ["--n", str(args.n)])   # A B C A B C ..., fresh processes
     med = {c: statistics.median(r["ms_per_sample"] for r in runs[c]) for c in CONFIGS}
-    ratio_eq = [p["ms_per_sample"] / b["ms_per_sample"] for p, b in zip(runs["pipeline"], runs["bare_equivalent"])]
-    ratio_single = [p["ms_per_sample"] / b["ms_per_sample"] for p, b in zip(runs["pipeline"], runs["bare_single"])]
+
+    def paired(base: str) -> dict[str, object]:
+        ratios = [p["ms_per_sample"] / b["ms_per_sample"] for p, b in zip(runs["pipeline"], runs[base])]
+        return {"paired_median": round(statistics.median(ratios), 3), "range": spread(ratios),
+                "per_round": [round(x, 3) for x in ratios]}
+
     report = {
         "n_samples": args.n, "rounds": args.rounds,
         "ms_per_sample_median": {c: round(v, 2) for c, v in med.items()},
@@ -142,35 +186,36 @@ def main() -> int:
         "ms_per_sample_range": {c: spread([r["ms_per_sample"] for r in runs[c]]) for c in CONFIGS},
         "log_bytes_per_sample_median": {c: statistics.median(r.get("log_bytes", 0) / args.n for r in runs[c])
                                         for c in CONFIGS},
-        "ratio_pipeline_vs_bare_equivalent": {"paired_median": round(statistics.median(ratio_eq), 3),
-                                              "range": spread(ratio_eq), "per_round": [round(x, 3) for x in ratio_eq]},
-        "ratio_pipeline_vs_bare_single": {"paired_median": round(statistics.median(ratio_single), 3),
-                                          "range": spread(ratio_single),
-                                          "per_round": [round(x, 3) for x in ratio_single]},
+        **{f"ratio_pipeline_vs_{base}": paired(base) for base in CONFIGS[1:]},
         "goal": "pipeline <= 1.1x bare_equivalent",
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "note": "2 CPU cores shared with other jobs running at the same time; numbers are noisy"},
+                    "load_average_at_start": load_at_start, "load_average_at_end": _load_average()},
     }
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "harness_overhead.json", report)
-    eq, single = report["ratio_pipeline_vs_bare_equivalent"], report["ratio_pipeline_vs_bare_single"]
+
+    def ratio_line(base: str, label: str) -> str:
+        r = report[f"ratio_pipeline_vs_{base}"]
+        return (f"- pipeline / {base} ({label}): **{r['paired_median']:.2f}x** "
+                f"[{r['range']['min']:.2f}–{r['range']['max']:.2f}] (per round {', '.join(map(str, r['per_round']))})")
+
     md = [
         "# Harness overhead (scripted models, inspect eval wall time per sample)", "",
-        f"{args.n} samples per run, {args.rounds} rounds, configurations alternated A B C A B C in fresh processes "
-        "(see benchmarks/harness_overhead.py for what each does).", "",
+        f"{args.n} samples per run, {args.rounds} rounds, configurations alternated "
+        f"{' '.join(CONFIGS)} in fresh processes (see benchmarks/harness_overhead.py for what each does).", "",
         "| configuration | ms/sample median [range] | runs | log bytes/sample |", "|---|---|---|---|",
         *[f"| {c} | {fmt(report['ms_per_sample_range'][c], 1)} | "
           f"{', '.join(f'{r:.1f}' for r in report['ms_per_sample_runs'][c])} | "
           f"{report['log_bytes_per_sample_median'][c]:.0f} |" for c in CONFIGS],
         "",
-        f"- pipeline / bare_equivalent (same model calls, hand-written): **{eq['paired_median']:.2f}x** "
-        f"[{eq['range']['min']:.2f}–{eq['range']['max']:.2f}] (per round {', '.join(map(str, eq['per_round']))}); goal <= 1.1x.",
-        f"- pipeline / bare_single (one generate, exact match; 3x fewer model calls): "
-        f"{single['paired_median']:.2f}x (per round {', '.join(map(str, single['per_round']))}).",
+        ratio_line("bare_equivalent", "same model calls, hand-written") + "; goal <= 1.1x.",
+        ratio_line("bare_with_metadata", "same model calls and the same sample metadata"),
+        ratio_line("bare_json_judge", "judge asked for JSON text, no tool: a cheaper judge call"),
+        ratio_line("bare_single", "one generate, exact match; 3x fewer model calls"),
         f"- pipeline dataset construction ({args.n} seed files parsed, validated, expanded): "
         f"{', '.join(str(s) for s in report['pipeline_dataset_build_seconds'])} s (not included above).",
-        "", "Measured on the project's 2-core machine while other jobs were running on it, so absolute numbers "
-        "are noisy; the ratios come from alternating runs.", "",
+        "", f"Load average (1 min) on this {os.cpu_count()}-core machine: {load_at_start} at the start, "
+        f"{report['machine']['load_average_at_end']} at the end; the ratios come from alternating runs.", "",
     ]
     atomic_write_text(args.out / "harness_overhead.md", "\n".join(md))
     print("\n".join(md))
