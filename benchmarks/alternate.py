@@ -37,12 +37,32 @@ def alternate(script: str | Path, sides: Sequence[str], rounds: int, extra: Sequ
               timeout: float = 3600) -> dict[str, list[dict[str, Any]]]:
     """`rounds` rounds of every side in order (A B A B ...), each measurement a fresh process."""
     runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+    LOAD["start"] = load_average()
     for r in range(rounds):
         for side in sides:
             result = run_child(script, side, extra, timeout)
             runs[side].append(result)
             print(f"round {r + 1}/{rounds} {side}: {json.dumps(result)[:200]}", flush=True)
+    LOAD["end"] = load_average()
     return runs
+
+
+LOAD: dict[str, float | None] = {"start": None, "end": None}
+"""The 1-minute load average when the last `alternate` call started and ended."""
+
+
+def load_average() -> float | None:
+    """The 1-minute load average now (None where the platform has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def load_note() -> str:
+    """One sentence on how busy the machine was during the last `alternate` call (measured, not assumed)."""
+    return (f"Load average (1 min) on this {os.cpu_count()}-CPU machine: {LOAD['start']} when the runs started, "
+            f"{LOAD['end']} when they ended (above the CPU count means other work competed for the cores).")
 
 
 def spread(values: Sequence[float]) -> dict[str, float]:

@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -129,17 +128,9 @@ def main() -> int:
     if args.child:
         print(json.dumps(run_one(args.child, args.n, args.turns)))
         return 0
-    runs: dict[str, list[dict[str, float]]] = {c: [] for c in CONFIGS}
-    for round_index in range(args.rounds):
-        for config in CONFIGS:   # A B A B, each in a fresh process
-            done = subprocess.run([sys.executable, __file__, "--child", config, "--n", str(args.n),
-                                   "--turns", str(args.turns)], cwd=ROOT, capture_output=True, text=True,
-                                  env={**os.environ, "INSPECT_CACHE_DIR": tempfile.mkdtemp()})
-            if done.returncode != 0:
-                raise SystemExit(f"{config} failed:\n{done.stderr[-3000:]}")
-            result = json.loads(done.stdout.strip().splitlines()[-1])
-            runs[config].append(result)
-            print(config, round_index, f"{result['ms_per_turn']:.2f} ms/turn", flush=True)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from alternate import alternate, load_note
+    runs = alternate(__file__, CONFIGS, args.rounds, ["--n", str(args.n), "--turns", str(args.turns)])
     per_turn = {c: [r["ms_per_turn"] for r in runs[c]] for c in CONFIGS}
     ratios = [a / d for a, d in zip(per_turn["agent"], per_turn["direct"])]
     report = {
@@ -166,7 +157,7 @@ def main() -> int:
             f"Paired ratio agent / direct: median {report['ratio_agent_vs_direct']['paired_median']} "
             f"(per round {report['ratio_agent_vs_direct']['per_round']}); overhead "
             f"{report['overhead_ms_per_turn_median']} ms per turn. Machine: {report['cpus']} CPUs, "
-            f"Python {report['python']}, shared with other jobs while measured.\n")
+            f"Python {report['python']}. {load_note()}\n")
     atomic_write_text(args.out / "audit_overhead.md", text)
     print(text)
     return 0

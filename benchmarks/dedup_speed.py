@@ -78,7 +78,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args.child, args.size)))
         return
-    from alternate import alternate, fmt, run_child, spread, summary
+    from alternate import alternate, load_note, fmt, run_child, spread, summary
     runs = alternate(__file__, SIDES, args.rounds, ["--size", str(args.n)])
     stats = summary(runs, "cpu_seconds", "exact", "lsh")
     wall = summary(runs, "seconds", "exact", "lsh")
@@ -104,7 +104,7 @@ def main() -> None:
           f"{big[0]['recall_planted']:.4f} |", "",
           f"Paired CPU-time ratio exhaustive / LSH at {args.n:,} texts: **{fmt(stats['paired_ratio'])}x**. "
           f"Both filters flag {'the same' if same else 'DIFFERENT'} texts.", "",
-          "Caveat: the 2 CPU cores were shared with other jobs while this ran; CPU seconds are steadier than wall.", ""]
+          load_note(), ""]
     atomic_write_text(out.with_suffix(".md"), "\n".join(md))
     print("\n".join(md))
 

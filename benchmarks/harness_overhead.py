@@ -149,14 +149,6 @@ def run_one(config: str, n: int) -> dict[str, float]:
             "log_bytes": log_bytes}
 
 
-def _load_average() -> float | None:
-    """The 1-minute load average (None where the platform has none), to say how busy the machine was."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        return None
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1000)
@@ -168,8 +160,7 @@ def main() -> int:
         print(json.dumps(run_one(args.child, args.n)))
         return 0
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from alternate import alternate, fmt, spread
-    load_at_start = _load_average()
+    from alternate import LOAD, alternate, fmt, load_note, spread
     runs = alternate(__file__, CONFIGS, args.rounds, ["--n", str(args.n)])   # A B C A B C ..., fresh processes
     med = {c: statistics.median(r["ms_per_sample"] for r in runs[c]) for c in CONFIGS}
 
@@ -189,7 +180,7 @@ def main() -> int:
         **{f"ratio_pipeline_vs_{base}": paired(base) for base in CONFIGS[1:]},
         "goal": "pipeline <= 1.1x bare_equivalent",
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load_average_at_start": load_at_start, "load_average_at_end": _load_average()},
+                    "load_average_at_start": LOAD["start"], "load_average_at_end": LOAD["end"]},
     }
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "harness_overhead.json", report)
@@ -214,8 +205,7 @@ def main() -> int:
         ratio_line("bare_single", "one generate, exact match; 3x fewer model calls"),
         f"- pipeline dataset construction ({args.n} seed files parsed, validated, expanded): "
         f"{', '.join(str(s) for s in report['pipeline_dataset_build_seconds'])} s (not included above).",
-        "", f"Load average (1 min) on this {os.cpu_count()}-core machine: {load_at_start} at the start, "
-        f"{report['machine']['load_average_at_end']} at the end; the ratios come from alternating runs.", "",
+        "", load_note() + " The ratios come from alternating runs.", "",
     ]
     atomic_write_text(args.out / "harness_overhead.md", "\n".join(md))
     print("\n".join(md))

@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--kb", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "bench", help="folder for the .json/.md results")
     parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -77,7 +78,7 @@ def main() -> None:
         fn()                                                    # warm-up
         print(json.dumps({"seconds": statistics.median(timed(fn, args.repeats))}))
         return
-    from alternate import alternate, fmt, summary
+    from alternate import alternate, load_note, fmt, summary
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "big.md"
         path.write_text(large_markdown(args.kb * 1000), encoding="utf-8")
@@ -93,7 +94,7 @@ def main() -> None:
         "ratio_markdown_it_over_ours": round(stats["paired_ratio"]["median"], 2),
         "python": platform.python_version(),
     }
-    out = RESULTS_DIR / "bench"
+    out = args.out
     atomic_write_json(out / "markdown_spec_load.json", result)
     ms = {k: {q: v * 1000 for q, v in stats[k].items()} for k in SIDES}
     atomic_write_text(out / "markdown_spec_load.md", "\n".join([
@@ -103,7 +104,7 @@ def main() -> None:
         f"- `msm_eval.spec.load_spec` (hash + section tree + attributes): **{fmt(ms['load_spec'], 0)} ms**",
         f"- markdown-it-py heading tree of the same file ({headings} headings): {fmt(ms['markdown_it'], 0)} ms",
         f"- paired ratio markdown-it / ours: **{fmt(stats['paired_ratio'])}x**", "",
-        "Measured on the project's 2-core machine, shared with other jobs (timings are noisy).", ""]))
+        load_note(), ""]))
     print(result)
 
 

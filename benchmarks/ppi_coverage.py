@@ -143,6 +143,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=2000)
     parser.add_argument("--quick", action="store_true", help="200 replicates, no files written")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench", help="folder for the .json/.md results")
     args = parser.parse_args()
     reps = 200 if args.quick else args.reps
     started = time.perf_counter()
@@ -161,7 +162,7 @@ def main() -> None:
     if args.quick:
         print(markdown(payload))
         return
-    out = ROOT / "results" / "bench"
+    out = args.out
     atomic_write_json(out / "ppi_coverage.json", payload)
     atomic_write_text(out / "ppi_coverage.md", markdown(payload))
     print(markdown(payload))

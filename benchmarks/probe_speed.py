@@ -142,7 +142,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args.child, Path(args.model_dir), args.batch_size)))
         return
-    from alternate import alternate, fmt, spread
+    from alternate import alternate, load_note, fmt, spread
     model_dir = _model_dir(args.model)
     if args.work:
         print(json.dumps(work(model_dir, args.batch_size), indent=1))
@@ -200,7 +200,7 @@ def main() -> None:
     md += ["", f"`{best}` (the default scorer, exact in fp32) is **{speedup[best]['median']:.1f}x** the naive loop "
            f"(CPU time: {speedup_cpu[best]['median']:.1f}x). bf16 autocast moves summed "
            f"log-probabilities by up to {max_diff[best + '_bf16_autocast']:.2f} nats, so it is not the default.", "",
-           "Caveat: the 2 CPU cores were shared with other jobs while this ran; treat absolute numbers as rough.", ""]
+           load_note(), ""]
     atomic_write_text(out.with_suffix(".md"), "\n".join(md))
     print("\n".join(md))
 

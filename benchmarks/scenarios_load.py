@@ -23,7 +23,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from msm_eval import paths, scenarios
+from msm_eval import paths, scenarios, templating
 from msm_eval.fileio import atomic_write_json, atomic_write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared A/B driver
@@ -48,7 +48,7 @@ def load_all(folder: Path) -> int:
 def timed(folder: Path, repeats: int) -> tuple[list[float], int]:
     times, n_samples = [], 0
     for _ in range(repeats):
-        scenarios._compile.cache_clear()
+        templating.compile_untrusted.cache_clear()
         start = time.perf_counter()
         n_samples = load_all(folder)
         times.append(time.perf_counter() - start)
@@ -63,10 +63,9 @@ def measure(side: str, folder: Path, repeats: int) -> dict[str, float]:
     load_all(folder)  # warm imports (jsonschema, jinja2) outside the timings
     if side == "naive":
         def compile_every_time(source: str, lenient: bool = False) -> jinja2.Template:
-            env = scenarios._LENIENT_ENV if lenient else scenarios._ENV
-            return env.from_string(source)
+            # the same sandbox and safety check as msm_eval, without the compile cache
+            return templating.compile_untrusted.__wrapped__(source, strict=not lenient)
 
-        compile_every_time.cache_clear = lambda: None  # type: ignore[attr-defined]
         scenarios._YamlLoader, scenarios._compile = yaml.SafeLoader, compile_every_time
     times, n_samples = timed(folder, repeats)
     return {"seconds": statistics.median(times), "samples": n_samples}
@@ -77,13 +76,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--out", type=Path, default=paths.RESULTS_DIR / "bench",
+                        help="folder for the .json/.md results")
     parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measure(args.child, Path(args.folder), args.repeats)))
         return
-    from alternate import alternate, fmt, summary
+    from alternate import alternate, load_note, fmt, summary
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         make_library(folder, args.seeds)
@@ -103,7 +104,7 @@ def main() -> None:
         "python": platform.python_version(),
         "machine": platform.machine(),
     }
-    out = paths.RESULTS_DIR / "bench"
+    out = args.out
     atomic_write_json(out / "scenarios_load.json", result)
     atomic_write_text(out / "scenarios_load.md",
                       f"# scenarios_load\n\nLoading, validating and expanding {args.seeds} seeds "
@@ -112,7 +113,7 @@ def main() -> None:
                       f"- msm_eval.scenarios: **{fmt(stats['msm_eval'], 3)} s**\n"
                       f"- naive variant (pure-Python YAML, template compiled per render): {fmt(stats['naive'], 3)} s\n"
                       f"- paired speed-up: **{fmt(stats['paired_ratio'])}x**\n\n"
-                      "Measured on the project's 2-core machine, shared with other jobs (timings are noisy).\n")
+                      f"{load_note()}\n")
     print(json.dumps(result, indent=2))
 
 

@@ -68,6 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller workload (smoke test)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench", help="folder for the .json/.md results")
     parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     runs, samples, dims, per_cluster, n_resamples = (6, 1000, 15, 4, 10_000) if not args.quick else (2, 200, 5, 4, 2_000)
@@ -81,7 +82,7 @@ def main() -> None:
         print(json.dumps({"seconds": time.perf_counter() - start}))
         return
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from alternate import alternate, fmt, summary
+    from alternate import alternate, load_note, fmt, summary
     timings = alternate(__file__, SIDES, args.rounds, ["--quick"] if args.quick else [])
     timing = summary(timings, "seconds", "scipy", "msm_eval")
     ours = stats.summarize(frame, by="run", n_resamples=n_resamples, seed=0)
@@ -117,10 +118,10 @@ def main() -> None:
                                    round(float(compare_table.iloc[0]["ci_high"]), 4)]},
         "machine": {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
                     "cpus": os.cpu_count(), "platform": platform.platform(),
-                    "note": "2 cores shared with other jobs while measured; timings are noisy"},
+                    "note": load_note()},
     }
     name = "stats_speed" if not args.quick else "stats_speed_quick"
-    out_dir = ROOT / "results" / "bench"
+    out_dir = args.out
     atomic_write_json(out_dir / f"{name}.json", result)
     md = [f"# {name}", "",
           f"Workload: {dims} dimensions x {runs} runs x {samples} samples ({samples // per_cluster} clusters per run) x "
@@ -134,8 +135,8 @@ def main() -> None:
           f"{100 * max(low_dev.max(), high_dev.max()):.1f}% of the interval width; standard errors within "
           f"{100 * (se_ratio - 1).abs().max():.1f}% (tolerance {100 * tolerance:.0f}%: "
           f"{'within Monte-Carlo error' if agree else 'OUTSIDE tolerance'}).", "",
-          f"Machine: Python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
-          f"{os.cpu_count()} CPUs shared with other jobs while measured (timings are noisy)."]
+          f"Machine: Python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}. "
+          + load_note()]
     atomic_write_text(out_dir / f"{name}.md", "\n".join(md) + "\n")
     print("\n".join(md))
     if not agree:

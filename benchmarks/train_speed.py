@@ -145,7 +145,7 @@ def main() -> None:
         result = run_hf(*where) if args.child == "hf_trainer" else run_ours(*where, compile=args.child == "ours_compile")
         print(json.dumps(result))
         return
-    from alternate import alternate, fmt, summary
+    from alternate import alternate, load_note, fmt, summary
     tmp = Path(tempfile.mkdtemp(prefix="msm-bench-train-"))
     model_dir = build_model_dir(args.model, tmp)
     docs_path = tmp / "docs.jsonl"
@@ -181,7 +181,7 @@ def main() -> None:
           "(compilation happens in the two untimed warm-up steps and is not counted).", "",
           f"Padding waste on this corpus at seq_len {args.seq_len}: packed {waste['packed_waste']:.2%} vs "
           f"one document per row (batch-of-4 padding) {waste['one_doc_per_row_waste']:.2%}.", "",
-          "Caveat: the 2 CPU cores were shared with other jobs while this ran; treat absolute numbers as rough.", ""]
+          load_note(), ""]
     atomic_write_text(out.with_suffix(".md"), "\n".join(md))
     print("\n".join(md))
 
