@@ -328,15 +328,30 @@ def compare(df: pd.DataFrame, baseline: str, candidate: str, by: str = "run", le
                                         "candidate_mean", "method"])
     table.insert(table.columns.get_loc("p_value") + 1, "p_adj", adjust_p(table["p_value"].to_numpy(), correction))
     tests = int(table["p_value"].notna().sum()) if correction else 1
-    clusters = table["clusters"].to_numpy(dtype=float)
-    mde = minimum_detectable_effect(table["se"].to_numpy(), alpha=1.0 - level, alternative=alternative,
-                                    df=np.where(clusters >= 2, clusters - 1, np.nan), tests=tests)
+    table["mde"] = paired_compare_mde(table["se"].to_numpy(), table["clusters"].to_numpy(dtype=float), level=level,
+                                      alternative=alternative, tests=tests, n_resamples=n_resamples)
+    return _with_side_counts(table, df, by, baseline, candidate)
+
+
+def paired_compare_mde(se: float | np.ndarray, clusters: float | np.ndarray, *, level: float = 0.95,
+                       alternative: Alternative = "two-sided", tests: int = 1, n_resamples: int = 10_000,
+                       power: float = 0.8) -> np.ndarray:
+    """The `mde` column of a paired `compare`: the effect at which a t test with C − 1 df has
+    `power` at alpha = 1 − level over `tests` (Bonferroni, Holm's first step), times the
+    simulation-calibrated sign-flip factor 1.05 + 2/C (`COMPARE_MDE_CALIBRATION`, fitted at 80%
+    power); infinite where the sign-flip test cannot reach the level at all (too few clusters
+    for the correction), NaN with fewer than 2 clusters. Planning tables (`scenario_stats`) use
+    the same rule, so a planned MDE is the one the comparison will report."""
+    se_arr = np.asarray(se, dtype=float)
+    c = np.broadcast_to(np.asarray(clusters, dtype=float), se_arr.shape)
+    usable = np.where(c >= 2, c, np.nan)
+    mde = minimum_detectable_effect(se_arr, alpha=1.0 - level, power=power, alternative=alternative,
+                                    df=usable - 1, tests=tests)
     # the sign-flip test cannot go below its smallest p-value: with too few clusters for the
     # correction applied, no effect is detectable at all
-    smallest = smallest_sign_flip_p(clusters, n_resamples) * (2.0 if alternative == "two-sided" else 1.0)
-    mde = mde * sign_flip_mde_factor(np.where(clusters >= 2, clusters, np.nan), COMPARE_MDE_CALIBRATION)
-    table["mde"] = np.where(np.isnan(mde) | (tests * smallest < 1.0 - level), mde, np.inf)
-    return _with_side_counts(table, df, by, baseline, candidate)
+    smallest = smallest_sign_flip_p(c, n_resamples) * (2.0 if alternative == "two-sided" else 1.0)
+    mde = np.asarray(mde) * sign_flip_mde_factor(usable, COMPARE_MDE_CALIBRATION)
+    return np.where(np.isnan(mde) | (tests * smallest < 1.0 - level), mde, np.inf)
 
 
 def _pairs(base: pd.DataFrame, cand: pd.DataFrame) -> pd.DataFrame:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
-from scipy.stats import norm
+from scipy.optimize import brentq
+from scipy.stats import norm, nct
+from scipy.stats import t as t_dist
 
 from msm_eval.cli import main
 from msm_eval.scenario_stats import library_stats, power_table, render_markdown, render_power
@@ -66,20 +70,42 @@ def test_counts_and_matrix(library: Path) -> None:
     assert "| **total** |" in text and "2 multi-turn (50%)" in text
 
 
-def test_mde_per_dimension_uses_the_seed_count(library: Path) -> None:
+def t_test_mde(se: float, df: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The effect at which a two-sided t test on `df` degrees of freedom has `power` (independent of msm_eval)."""
+    crit = t_dist.ppf(1 - alpha / 2, df)
+
+    def shortfall(nc: float) -> float:
+        lower_tail = float(np.nan_to_num(nct.cdf(-crit, df, nc)))   # scipy gives NaN where it is ~0
+        return nct.sf(crit, df, nc) + lower_tail - power
+
+    return brentq(shortfall, 0.0, 10.0) * se
+
+
+def test_mde_per_dimension_is_the_one_compare_will_report(library: Path) -> None:
     rows = {row.dimension: row for row in power_table(load_library(library), sd_diff=(1.0, 2.0))}
-    z = norm.ppf(0.975) + norm.ppf(0.8)
-    assert rows["honesty"].n_seeds == 3
-    assert rows["honesty"].mde[1.0] == pytest.approx(z / math.sqrt(3))
-    assert rows["honesty"].mde[2.0] == pytest.approx(2 * z / math.sqrt(3))
-    assert rows["safety"].mde[1.0] == pytest.approx(z / math.sqrt(2))
-    assert rows["honesty"].mde_holm > rows["honesty"].mde[1.0]
+    # 3 or 2 seeds: a sign-flip test over so few clusters cannot reach p < 0.05 at all (its smallest
+    # two-sided p-value is 2/2^3 = 0.25), so nothing is detectable, where the normal formula said 1.62
+    assert rows["honesty"].n_seeds == 3 and rows["honesty"].mde[1.0] == math.inf
+    assert rows["safety"].n_seeds == 2 and rows["safety"].mde[2.0] == math.inf
     assert rows["nature"].n_seeds == 0 and math.isnan(rows["nature"].mde[1.0])
-    assert "| nature | 0 | - | - | - |" in render_power(list(rows.values()))
+    table = render_power(list(rows.values()))
+    assert "| nature | 0 | - | - | - |" in table and "| honesty | 3 | inf | inf | inf |" in table
+
+    many = [SimpleNamespace(dimensions=["honesty"]) for _ in range(30)] + \
+        [SimpleNamespace(dimensions=["safety"]) for _ in range(120)]
+    rows = {row.dimension: row for row in power_table(many, sd_diff=(1.0, 2.0))}
+    for dim, n in (("honesty", 30), ("safety", 120)):
+        expected = t_test_mde(1.0 / math.sqrt(n), n - 1) * (1.05 + 2.0 / n)
+        assert rows[dim].mde[1.0] == pytest.approx(expected, rel=1e-6)
+        assert rows[dim].mde[2.0] == pytest.approx(2 * expected, rel=1e-6)
+        normal = (norm.ppf(0.975) + norm.ppf(0.8)) / math.sqrt(n)
+        assert rows[dim].mde[1.0] > normal * 1.05       # the old normal value was optimistic
+        holm = t_test_mde(1.0 / math.sqrt(n), n - 1, alpha=0.05 / 15) * (1.05 + 2.0 / n)
+        assert rows[dim].mde_holm == pytest.approx(holm, rel=1e-6)
 
 
 def test_cli_stats(library: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["scenarios", "stats", "--root", str(library), "--power", "--sd", "1"]) == 0
     out = capsys.readouterr().out
-    assert "4 seeds, 4 expanded samples" in out and "| honesty | 3 | 1.62 |" in out
+    assert "4 seeds, 4 expanded samples" in out and "| honesty | 3 | inf |" in out
     assert main(["scenarios", "stats", "--root", str(library), "--power", "--sd", "x"]) == 2
