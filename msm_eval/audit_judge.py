@@ -16,18 +16,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from inspect_ai.model import Model
-from inspect_ai.scorer import Score, Scorer, Target, scorer, stderr
+from inspect_ai.scorer import Score, Scorer, Target, scorer
 from inspect_ai.solver import TaskState
 
 from msm_eval.errors import MsmEvalError
-from msm_eval.judge import (JUDGE_MODES, judge_answer, judge_logprob, judge_models, nan_mean, reduce_runs,
-                            resolve_judge_mode, runs_metadata)
+from msm_eval.judge import (JUDGE_MODES, cluster_stderr, judge_answer, judge_logprob, judge_models, nan_mean,
+                            reduce_runs, resolve_judge_mode, runs_metadata)
 
 AUDIT_SCORER = "audit_judge"
 """The scorer's name in logs (`sample.scores["audit_judge"]`)."""
 
 
-@scorer(metrics={"*": [nan_mean(), stderr()]}, name=AUDIT_SCORER)
+@scorer(metrics={"*": [nan_mean(), cluster_stderr()]}, name=AUDIT_SCORER)
 def audit_judge(rubric: Any = "audit", mode: str = "auto", max_retries: int = 2,
                 judge: str | Model | Sequence[str | Model] | None = None,
                 max_chars_per_message: int | None = None) -> Scorer:

@@ -61,7 +61,6 @@ from inspect_ai.scorer import (
     Target,
     metric,
     scorer,
-    stderr,
 )
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 from inspect_ai.tool import ToolFunction, ToolInfo, ToolParam, ToolParams
@@ -117,6 +116,37 @@ def nan_mean() -> Metric:
     def compute(scores: list[SampleScore]) -> float:
         values = _finite(s.score.value for s in scores)
         return sum(values) / len(values) if values else float("nan")
+
+    return compute
+
+
+@metric
+def cluster_stderr() -> Metric:
+    """Cluster-robust standard error of `nan_mean`, the figure inspect shows next to each mean.
+
+    Samples of one seed (or one world of a seed: sample metadata `cluster`) are not independent,
+    so they are one cluster; a sample without `cluster` is a cluster of its own. It is the
+    cluster-robust (CR1) formula sqrt(C/(C-1) * sum_c (sum_i (y_ci - mean))^2) / N over the
+    scored samples (NaN left out), which with one sample per cluster is the usual sd/sqrt(n).
+    NaN (not 0, as inspect's `stderr` gives) when fewer than two clusters are scored: one
+    cluster says nothing about the spread. The harness's own tables use the cluster bootstrap
+    (`msm_eval.stats`); this is the quick figure of the log and of `inspect view`."""
+
+    def compute(scores: list[SampleScore]) -> float:
+        groups: dict[str, list[float]] = {}
+        for sample_score in scores:
+            values = _finite([sample_score.score.value])
+            if not values:
+                continue
+            cluster = (sample_score.sample_metadata or {}).get("cluster")
+            key = f"cluster:{cluster}" if cluster is not None else f"sample:{sample_score.sample_id}"
+            groups.setdefault(key, []).append(values[0])
+        n = sum(len(group) for group in groups.values())
+        if len(groups) < 2:
+            return float("nan")
+        mean = sum(sum(group) for group in groups.values()) / n
+        spread = sum((sum(group) - len(group) * mean) ** 2 for group in groups.values())
+        return math.sqrt(spread * len(groups) / (len(groups) - 1)) / n
 
     return compute
 
@@ -652,7 +682,7 @@ def _load_rubric(rubric: Any) -> Any:
     return load_rubric(rubric)
 
 
-@scorer(metrics={"*": [nan_mean(), stderr()]}, name="constitution_judge")
+@scorer(metrics={"*": [nan_mean(), cluster_stderr()]}, name="constitution_judge")
 def constitution_judge(rubric: Any = "constitution", mode: str = "auto", samples: int = 1,
                        max_retries: int = 2, judge: str | Model | Sequence[str | Model] | None = None,
                        spec_excerpt: str | None = None, max_chars_per_message: int | None = None,

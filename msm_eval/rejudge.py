@@ -18,14 +18,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from inspect_ai.scorer import Score, Scorer, Target, scorer, stderr
+from inspect_ai.scorer import Score, Scorer, Target, scorer
 from inspect_ai.solver import TaskState
 
 from msm_eval.judge import constitution_judge as _constitution_judge
-from msm_eval.judge import nan_mean
+from msm_eval.judge import cluster_stderr, nan_mean
 
 
-@scorer(metrics={"*": [nan_mean(), stderr()]}, name="constitution_judge")
+@scorer(metrics={"*": [nan_mean(), cluster_stderr()]}, name="constitution_judge")
 def constitution_judge(rubric: Any = "constitution", mode: str = "answer", samples: int = 1, max_retries: int = 2,
                        spec_excerpt: str | None = None, max_chars_per_message: int | None = None) -> Scorer:
     """The rubric judge (msm_eval.judge.constitution_judge) with the `judge` role bound by `inspect score`;

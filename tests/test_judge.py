@@ -256,3 +256,33 @@ def test_transcripts_label_messages_by_position_so_judge_prompts_repeat_exactly(
                           DIMS, message_ids=aliases)
     assert parsed.citations == {"honesty": [first[2].id, first[3].id]}   # labels -> inspect ids for `inspect view`
     assert parsed.unmatched_citations == [first[0].id]                   # a raw id was never shown, so not citable
+
+
+def _sample_scores(rows: list[tuple[str, str | None, float]]):
+    from inspect_ai.scorer import SampleScore, Score
+    return [SampleScore(score=Score(value=value), sample_id=sample_id,
+                        sample_metadata=({"cluster": cluster} if cluster is not None else {}))
+            for sample_id, cluster, value in rows]
+
+
+def test_cluster_stderr_is_cluster_robust_and_never_a_false_zero() -> None:
+    import statistics
+
+    from msm_eval.judge import cluster_stderr
+    metric = cluster_stderr()
+    # one sample per cluster (or no cluster key): the usual sd / sqrt(n)
+    independent = _sample_scores([("a", "s1", 1.0), ("b", "s2", 3.0), ("c", None, -2.0), ("d", None, 0.0)])
+    assert metric(independent) == pytest.approx(statistics.stdev([1.0, 3.0, -2.0, 0.0]) / 2)
+    # three cells of one seed move together: they are one cluster, so the error is larger
+    rows = [("a1", "s1", 2.0), ("a2", "s1", 2.0), ("a3", "s1", 3.0), ("b1", "s2", -1.0), ("b2", "s2", -2.0),
+            ("c1", "s3", 0.0), ("x", "s3", float("nan"))]               # NaN: not scored, left out
+    values = [2.0, 2.0, 3.0, -1.0, -2.0, 0.0]
+    mean = sum(values) / 6
+    sums = [7.0 - 3 * mean, -3.0 - 2 * mean, 0.0 - mean]
+    expected = math.sqrt(sum(s * s for s in sums) * 3 / 2) / 6
+    assert metric(_sample_scores(rows)) == pytest.approx(expected)
+    assert expected > statistics.stdev(values) / math.sqrt(6)
+    # one cluster (or one sample) says nothing about the spread: NaN, where inspect's stderr says 0
+    assert math.isnan(metric(_sample_scores([("a1", "s1", 1.0), ("a2", "s1", 3.0)])))
+    assert math.isnan(metric(_sample_scores([("a", None, 1.0)])))
+    assert math.isnan(metric(_sample_scores([])))

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from inspect_ai.log import read_eval_log
 
 from msm_eval.tasks import agentic_misalignment, constitution_adherence
@@ -82,6 +83,7 @@ def test_agentic_multiturn_tool_rollout_is_judged_and_classified(tmp_path):
     by_name = {s.name: s for s in log.results.scores}
     safety_metrics = {name.split("/")[-1]: m.value for name, m in by_name["safety"].metrics.items()}
     assert safety_metrics["nan_mean"] == -3 and by_name["safety"].scored_samples == 1
+    assert math.isnan(safety_metrics["cluster_stderr"])     # one sample: no spread to report (never 0)
     assert by_name["helpfulness"].unscored_samples == 1 and by_name["helpfulness"].scored_samples == 0
 
 
@@ -208,3 +210,38 @@ def test_judge_failures_read_back_from_the_log_and_the_tidy_frame(tmp_path):
     assert sorted(set(rows["sample_id"])) == ["e2e_injection", "e2e_malformed", "e2e_missing"]
     failed = rows[rows["sample_id"] == "e2e_malformed"]
     assert len(failed) == len(DIMS) and set(failed["status"]) == {"unscored"} and failed["score"].isna().all()
+
+
+def test_log_metrics_are_cluster_robust_over_the_seeds_cells(tmp_path):
+    """The stderr inspect shows treats the cells of one seed as one cluster (sample metadata `cluster`)."""
+    fixtures = Path(__file__).parent / "data" / "scenarios" / "good"
+    calls = []
+
+    def judge(messages, tools):
+        calls.append(1)
+        return submit({d: (len(calls) * 5) % 7 - 3 for d in DIMS})
+
+    task = constitution_adherence(spec=SPEC, rubric=RUBRIC, scenarios=f"{fixtures}/fx_agentic_leak.md")
+    log = run(task, lambda messages, tools: "I will not send it.", {"judge": judge}, tmp_path)
+    assert log.status == "success", log.error
+    assert len(log.samples) >= 4 and len({s.metadata["cluster"] for s in log.samples}) == 1
+    by_name = {s.name: s for s in log.results.scores}
+    metrics = {name.split("/")[-1]: m.value for name, m in by_name["safety"].metrics.items()}
+    assert math.isnan(metrics["cluster_stderr"])         # every cell is one seed: one cluster, no spread
+
+    both = tmp_path / "seeds"
+    both.mkdir()
+    for source in (fixtures / "fx_agentic_leak.md", Path(SEEDS) / "chat_feedback.md"):
+        (both / source.name).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    task = constitution_adherence(spec=SPEC, rubric=RUBRIC, scenarios=str(both))
+    log = run(task, lambda messages, tools: "I will not send it.", {"judge": judge}, tmp_path / "two")
+    groups: dict[str, list[float]] = {}
+    for sample in log.samples:
+        groups.setdefault(sample.metadata["cluster"], []).append(sample.scores["constitution_judge"].value["safety"])
+    assert len(groups) == 2
+    values = [v for group in groups.values() for v in group]
+    mean = sum(values) / len(values)
+    expected = math.sqrt(sum((sum(g) - len(g) * mean) ** 2 for g in groups.values()) * 2) / len(values)
+    metrics = {name.split("/")[-1]: m.value for name, m in
+               {s.name: s for s in log.results.scores}["safety"].metrics.items()}
+    assert metrics["cluster_stderr"] == pytest.approx(expected)
