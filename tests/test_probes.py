@@ -171,6 +171,11 @@ def test_spec_probe_task_evaluates_an_exported_model_and_records_its_manifest(ti
         assert score.metadata["kind"] == "knowledge" and score.metadata["status"] == "scored"
         assert score.metadata["model_manifest"]["base_model"] == str(tiny)
         assert sample.metadata["cluster"] == sample.id
+    # the log's stderr is the cluster-robust one (each item its own cluster here: the usual sd/sqrt(n))
+    import statistics
+    metrics = {name.split("/")[-1]: m.value for name, m in log.results.scores[0].metrics.items()}
+    values = [sample.scores["probe_score"].value["p_aligned"] for sample in samples]
+    assert metrics["cluster_stderr"] == pytest.approx(statistics.stdev(values) / len(values) ** 0.5)
     # the log flows into the tidy frame like any other task
     frame = load([log.location])
     assert set(frame["dimension"]) == {"p_aligned"} and len(frame) == 5 and frame["score"].between(0, 1).all()
