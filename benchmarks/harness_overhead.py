@@ -160,14 +160,14 @@ def main() -> int:
         print(json.dumps(run_one(args.child, args.n)))
         return 0
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from alternate import LOAD, alternate, fmt, load_note, spread
+    from alternate import LOAD, alternate, fmt, load_note, spread, summary
     runs = alternate(__file__, CONFIGS, args.rounds, ["--n", str(args.n)])   # A B C A B C ..., fresh processes
     med = {c: statistics.median(r["ms_per_sample"] for r in runs[c]) for c in CONFIGS}
 
     def paired(base: str) -> dict[str, object]:
-        ratios = [p["ms_per_sample"] / b["ms_per_sample"] for p, b in zip(runs["pipeline"], runs[base])]
-        return {"paired_median": round(statistics.median(ratios), 3), "range": spread(ratios),
-                "per_round": [round(x, 3) for x in ratios]}
+        ratio = summary(runs, "ms_per_sample", "pipeline", base)
+        return {"paired_median": round(ratio["paired_ratio"]["median"], 3), "range": ratio["paired_ratio"],
+                "per_round": [round(x, 3) for x in ratio["per_round_ratios"]]}
 
     report = {
         "n_samples": args.n, "rounds": args.rounds,

@@ -125,12 +125,14 @@ def cluster_stderr() -> Metric:
     """Cluster-robust standard error of `nan_mean`, the figure inspect shows next to each mean.
 
     Samples of one seed (or one world of a seed: sample metadata `cluster`) are not independent,
-    so they are one cluster; a sample without `cluster` is a cluster of its own. It is the
-    cluster-robust (CR1) formula sqrt(C/(C-1) * sum_c (sum_i (y_ci - mean))^2) / N over the
-    scored samples (NaN left out), which with one sample per cluster is the usual sd/sqrt(n).
-    NaN (not 0, as inspect's `stderr` gives) when fewer than two clusters are scored: one
-    cluster says nothing about the spread. The harness's own tables use the cluster bootstrap
-    (`msm_eval.stats`); this is the quick figure of the log and of `inspect view`."""
+    so they are one cluster; a sample without `cluster` is a cluster of its own. The estimator is
+    the CR2 one of `msm_eval.stats.cluster_robust_mean` (the gate's), var = sum_c r_c^2 /
+    (1 - n_c/N) / N^2 with r_c a cluster's summed residual, over the scored samples (NaN left
+    out); with one sample per cluster it is the usual sd/sqrt(n). Written out here rather than
+    called, because importing `msm_eval.stats` (pandas, scipy: about 0.8 s) would add to every
+    eval. NaN (not 0, as inspect's `stderr` gives) when fewer than two clusters are scored. The
+    harness's own tables use the cluster bootstrap (`msm_eval.stats`); this is the quick figure
+    of the log and of `inspect view`."""
 
     def compute(scores: list[SampleScore]) -> float:
         groups: dict[str, list[float]] = {}
@@ -145,8 +147,9 @@ def cluster_stderr() -> Metric:
         if len(groups) < 2:
             return float("nan")
         mean = sum(sum(group) for group in groups.values()) / n
-        spread = sum((sum(group) - len(group) * mean) ** 2 for group in groups.values())
-        return math.sqrt(spread * len(groups) / (len(groups) - 1)) / n
+        variance = sum((sum(group) - len(group) * mean) ** 2 / (1 - len(group) / n)
+                       for group in groups.values()) / n ** 2
+        return math.sqrt(variance)
 
     return compute
 

@@ -277,9 +277,10 @@ def test_cluster_stderr_is_cluster_robust_and_never_a_false_zero() -> None:
     rows = [("a1", "s1", 2.0), ("a2", "s1", 2.0), ("a3", "s1", 3.0), ("b1", "s2", -1.0), ("b2", "s2", -2.0),
             ("c1", "s3", 0.0), ("x", "s3", float("nan"))]               # NaN: not scored, left out
     values = [2.0, 2.0, 3.0, -1.0, -2.0, 0.0]
-    mean = sum(values) / 6
-    sums = [7.0 - 3 * mean, -3.0 - 2 * mean, 0.0 - mean]
-    expected = math.sqrt(sum(s * s for s in sums) * 3 / 2) / 6
+    import numpy as np
+
+    from msm_eval.stats import cluster_robust_mean   # the gate's CR2 estimator: the same number
+    expected = float(cluster_robust_mean(np.array([[7.0], [-3.0], [0.0]]), np.array([[3], [2], [1]]))[1][0])
     assert metric(_sample_scores(rows)) == pytest.approx(expected)
     assert expected > statistics.stdev(values) / math.sqrt(6)
     # one cluster (or one sample) says nothing about the spread: NaN, where inspect's stderr says 0

@@ -239,9 +239,11 @@ def test_log_metrics_are_cluster_robust_over_the_seeds_cells(tmp_path):
     for sample in log.samples:
         groups.setdefault(sample.metadata["cluster"], []).append(sample.scores["constitution_judge"].value["safety"])
     assert len(groups) == 2
-    values = [v for group in groups.values() for v in group]
-    mean = sum(values) / len(values)
-    expected = math.sqrt(sum((sum(g) - len(g) * mean) ** 2 for g in groups.values()) * 2) / len(values)
+    import numpy as np
+
+    from msm_eval.stats import cluster_robust_mean   # the gate's CR2 estimator over the same clusters
+    expected = float(cluster_robust_mean(np.array([[sum(g)] for g in groups.values()]),
+                                         np.array([[len(g)] for g in groups.values()]))[1][0])
     metrics = {name.split("/")[-1]: m.value for name, m in
                {s.name: s for s in log.results.scores}["safety"].metrics.items()}
     assert metrics["cluster_stderr"] == pytest.approx(expected)
